@@ -1,0 +1,737 @@
+//! Plan, then clone: the spec becomes a plan of C strings, flags and
+//! operations before `clone3`, so the child only carries it out.
+//!
+//! The plan has two halves: [`Plan`], what the child reads (no allocation
+//! needed to use it), and [`Describe`], the words the parent needs to turn a
+//! child's `{step, errno, index}` record into a message naming the path.
+
+use std::ffi::CString;
+use std::os::unix::fs::FileTypeExt;
+
+use libc::{c_char, c_ulong, mode_t};
+
+use crate::errors::{errno_name, Record, SpawnError, SpecError, Step};
+use crate::mount::{self, BIND_REMOUNT_FLAGS, DEVICES, DEV_LINKS};
+use crate::namespaces;
+use crate::spec::{MountSpec, Spec};
+use crate::sys;
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The child's stack buffer for `mkdir -p`; longer paths are refused in the plan.
+pub const MAX_PATH: usize = 4096;
+
+/// One operation of the child's set-up before pivot_root. Paths are host paths
+/// under the rootfs.
+#[derive(Debug)]
+pub enum Op {
+    /// mkdir -p; an existing directory is fine.
+    Mkdir { path: CString, mode: mode_t },
+    /// Make sure a file exists (a mount point for a bind of a file).
+    MkFile { parent: CString, path: CString },
+    Mount {
+        src: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: c_ulong,
+        data: Option<CString>,
+    },
+    /// mount_setattr(AT_RECURSIVE): read-only (etc.) over a whole rbind.
+    SetAttr { target: CString, attr: u64 },
+    Mknod { path: CString, mode: mode_t, dev: libc::dev_t },
+    Symlink { target: CString, link: CString },
+}
+
+impl Op {
+    pub fn step(&self) -> Step {
+        match self {
+            Op::Mkdir { .. } => Step::Mkdir,
+            Op::MkFile { .. } => Step::MkFile,
+            Op::Mount { flags, .. } if flags & libc::MS_REMOUNT != 0 => Step::Remount,
+            Op::Mount { .. } => Step::Mount,
+            Op::SetAttr { .. } => Step::SetAttr,
+            Op::Mknod { .. } => Step::Mknod,
+            Op::Symlink { .. } => Step::Symlink,
+        }
+    }
+}
+
+/// What the child carries out.
+pub struct Plan {
+    pub clone_flags: u64,
+    pub cgroup_fd: Option<i32>,
+    pub wait_for_start: bool,
+    pub rootfs: CString,
+    /// The mount that makes the rootfs directory the container's root.
+    pub rootfs_mount: Op,
+    pub ops: Vec<Op>,
+    pub readonly_root: bool,
+    pub hostname: Option<Vec<u8>>,
+    pub loopback_up: bool,
+    pub cpus: Option<libc::cpu_set_t>,
+    pub cwd: CString,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+    pub umask: mode_t,
+    pub stdio: [i32; 3],
+    /// execve candidates, in search order.
+    pub exec_paths: Vec<CString>,
+    // argv and envp as NULL-terminated pointer arrays into the CStrings below.
+    _argv: Vec<CString>,
+    _env: Vec<CString>,
+    pub argv_ptrs: Vec<*const c_char>,
+    pub env_ptrs: Vec<*const c_char>,
+}
+
+// SAFETY: the raw pointers point into the heap buffers of `_argv` and `_env`,
+// owned by the same Plan, never mutated and never moved (moving a CString
+// does not move its buffer).
+unsafe impl Send for Plan {}
+
+/// What the parent keeps to explain a child's record.
+#[derive(Debug, Clone, Default)]
+pub struct Describe {
+    /// (path, message) per op, indexed like `Plan::ops`.
+    pub ops: Vec<(String, String)>,
+    pub rootfs: String,
+    pub rootfs_what: String,
+    pub cwd: String,
+    pub argv0: String,
+    pub exec_paths: Vec<String>,
+    pub path_searched: Option<String>,
+    pub hostname: String,
+}
+
+impl Describe {
+    /// The error a child's record stands for.
+    pub fn error(&self, r: Record) -> SpawnError {
+        let step = Step::from_u32(r.step).unwrap_or(Step::ReadStatus);
+        let idx = r.index as usize;
+        let (path, message) = match step {
+            Step::Mkdir
+            | Step::MkFile
+            | Step::Mount
+            | Step::Remount
+            | Step::SetAttr
+            | Step::Mknod
+            | Step::Symlink => match self.ops.get(idx) {
+                Some((p, m)) => (Some(p.clone()), m.clone()),
+                None => (None, format!("set-up operation {idx} failed")),
+            },
+            Step::MountRootfs => (
+                Some(self.rootfs.clone()),
+                format!("mounting the container's root filesystem ({}) on {} failed", self.rootfs_what, self.rootfs),
+            ),
+            Step::PivotRoot => {
+                (Some(self.rootfs.clone()), format!("pivot_root into {} failed", self.rootfs))
+            }
+            Step::DetachOldRoot => (None, "detaching the old root after pivot_root failed".into()),
+            Step::ReadonlyRoot => (Some("/".into()), "remounting / read-only failed".into()),
+            Step::Sethostname => (None, format!("sethostname({:?}) failed", self.hostname)),
+            Step::LoopbackUp => (None, "bringing lo up in the new network namespace failed".into()),
+            Step::Chdir => (
+                Some(self.cwd.clone()),
+                format!("chdir to the working directory {} failed", self.cwd),
+            ),
+            Step::Execve => {
+                let path = self.exec_paths.get(idx).cloned().unwrap_or_else(|| self.argv0.clone());
+                let msg = match &self.path_searched {
+                    Some(p) if r.errno == libc::ENOENT => {
+                        format!("execve of {} failed: not found in PATH={}", self.argv0, p)
+                    }
+                    _ => format!("execve of {path} failed"),
+                };
+                (Some(path), msg)
+            }
+            other => (None, format!("{} failed", other.name())),
+        };
+        SpawnError::new(step, r.errno, path, message)
+    }
+}
+
+fn cstring(field: &str, s: &str) -> Result<CString, SpecError> {
+    CString::new(s).map_err(|_| SpecError::new(field, s, "contains a NUL byte"))
+}
+
+/// Join an absolute container path to the rootfs, refusing `..` and relative paths.
+fn host_path(field: &str, rootfs: &str, target: &str) -> Result<String, SpecError> {
+    if !target.starts_with('/') {
+        return Err(SpecError::new(field, target, "must be an absolute path inside the container"));
+    }
+    let mut out = rootfs.trim_end_matches('/').to_string();
+    for comp in target.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                return Err(SpecError::new(field, target, "must not contain '..'"));
+            }
+            c => {
+                out.push('/');
+                out.push_str(c);
+            }
+        }
+    }
+    if out.len() >= MAX_PATH {
+        return Err(SpecError::new(field, target, "path too long"));
+    }
+    Ok(out)
+}
+
+struct Builder<'a> {
+    rootfs: &'a str,
+    ops: Vec<Op>,
+    notes: Vec<(String, String)>,
+}
+
+impl Builder<'_> {
+    fn push(&mut self, op: Op, path: &str, message: String) {
+        self.ops.push(op);
+        self.notes.push((path.to_string(), message));
+    }
+
+    fn mkdir(&mut self, field: &str, target: &str, mode: mode_t) -> Result<String, SpecError> {
+        let host = host_path(field, self.rootfs, target)?;
+        self.push(
+            Op::Mkdir { path: cstring(field, &host)?, mode },
+            target,
+            format!("creating the mount point {target} in the container failed"),
+        );
+        Ok(host)
+    }
+
+    fn mount(&mut self, field: &str, m: &MountSpec) -> Result<(), SpecError> {
+        let parsed = mount::parse_options(&format!("{field}.options"), &m.options)?;
+        let is_bind = m.fstype == "bind" || parsed.flags & libc::MS_BIND != 0;
+        let target_field = format!("{field}.target");
+        let host = if is_bind {
+            let meta = std::fs::metadata(&m.source).map_err(|e| {
+                let errno = e.raw_os_error().unwrap_or(0);
+                SpecError::new(
+                    format!("{field}.source"),
+                    m.source.clone(),
+                    format!("cannot bind it: {} ({e})", errno_name(errno)),
+                )
+            })?;
+            if meta.is_dir() {
+                self.mkdir(&target_field, &m.target, 0o755)?
+            } else {
+                let host = host_path(&target_field, self.rootfs, &m.target)?;
+                let parent = host.rsplit_once('/').map(|(p, _)| p).unwrap_or("/").to_string();
+                let kind = if meta.file_type().is_char_device() { "device" } else { "file" };
+                self.push(
+                    Op::MkFile { parent: cstring(&target_field, &parent)?, path: cstring(&target_field, &host)? },
+                    &m.target,
+                    format!("creating the {kind} mount point {} in the container failed", m.target),
+                );
+                host
+            }
+        } else {
+            self.mkdir(&target_field, &m.target, 0o755)?
+        };
+        let target = cstring(&target_field, &host)?;
+        let src = cstring(&format!("{field}.source"), &m.source)?;
+        if is_bind {
+            let recursive = parsed.flags & libc::MS_REC != 0;
+            self.push(
+                Op::Mount {
+                    src: Some(src),
+                    target: target.clone(),
+                    fstype: None,
+                    flags: libc::MS_BIND | (parsed.flags & libc::MS_REC),
+                    data: None,
+                },
+                &m.target,
+                format!("bind mount of {} on {} failed", m.source, m.target),
+            );
+            let extra = parsed.flags & BIND_REMOUNT_FLAGS;
+            if extra != 0 {
+                if recursive {
+                    let mut attr = 0;
+                    for (flag, bit) in [
+                        (libc::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
+                        (libc::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
+                        (libc::MS_NODEV, sys::MOUNT_ATTR_NODEV),
+                        (libc::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
+                    ] {
+                        if extra & flag != 0 {
+                            attr |= bit;
+                        }
+                    }
+                    self.push(
+                        Op::SetAttr { target: target.clone(), attr },
+                        &m.target,
+                        format!("making the bind mount {} {} failed", m.target, m.options.join(",")),
+                    );
+                } else {
+                    self.push(
+                        Op::Mount {
+                            src: None,
+                            target: target.clone(),
+                            fstype: None,
+                            flags: libc::MS_BIND | libc::MS_REMOUNT | extra,
+                            data: None,
+                        },
+                        &m.target,
+                        format!("remounting the bind mount {} with {} failed", m.target, m.options.join(",")),
+                    );
+                }
+            }
+        } else {
+            let data = if parsed.data.is_empty() {
+                None
+            } else {
+                Some(cstring(&format!("{field}.options"), &parsed.data)?)
+            };
+            self.push(
+                Op::Mount {
+                    src: Some(src),
+                    target: target.clone(),
+                    fstype: Some(cstring(&format!("{field}.type"), &m.fstype)?),
+                    flags: parsed.flags,
+                    data,
+                },
+                &m.target,
+                format!("mount of {} on {} (type {}) failed", m.source, m.target, m.fstype),
+            );
+        }
+        if parsed.propagation != 0 {
+            self.push(
+                Op::Mount { src: None, target, fstype: None, flags: parsed.propagation, data: None },
+                &m.target,
+                format!("changing the propagation of {} failed", m.target),
+            );
+        }
+        Ok(())
+    }
+
+    fn dev_nodes(&mut self) -> Result<(), SpecError> {
+        for (name, major, minor) in DEVICES {
+            let target = format!("/dev/{name}");
+            let host = host_path("devices", self.rootfs, &target)?;
+            self.push(
+                Op::Mknod {
+                    path: cstring("devices", &host)?,
+                    mode: libc::S_IFCHR | 0o666,
+                    dev: libc::makedev(*major, *minor),
+                },
+                &target,
+                format!("creating the device node {target} ({major}:{minor}) failed"),
+            );
+        }
+        for (link, to) in DEV_LINKS {
+            let host = host_path("devices", self.rootfs, link)?;
+            self.push(
+                Op::Symlink { target: cstring("devices", to)?, link: cstring("devices", &host)? },
+                link,
+                format!("creating the link {link} -> {to} failed"),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn cpu_set(cpus: &[usize]) -> Result<libc::cpu_set_t, SpecError> {
+    // SAFETY: cpu_set_t is plain bits; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpus.is_empty() {
+        return Err(SpecError::new("cpus", "[]", "an empty CPU list would leave nothing to run on"));
+    }
+    for &c in cpus {
+        if c >= libc::CPU_SETSIZE as usize {
+            return Err(SpecError::new("cpus", c.to_string(), "CPU number too large"));
+        }
+        // SAFETY: c < CPU_SETSIZE, checked above.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    Ok(set)
+}
+
+/// Turn a spec into the plan the child carries out and the words to explain its failures.
+pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
+    if spec.argv.is_empty() {
+        return Err(SpecError::new("argv", "[]", "a command is required"));
+    }
+    if !spec.rootfs.starts_with('/') {
+        return Err(SpecError::new("rootfs", spec.rootfs.clone(), "must be an absolute host path"));
+    }
+    let ns_flags = namespaces::clone_flags(&spec.namespaces)?;
+    if ns_flags & libc::CLONE_NEWNS as u64 == 0 {
+        return Err(SpecError::new(
+            "namespaces",
+            spec.namespaces.join(","),
+            "a container needs its own mount namespace ('mount') for its root filesystem",
+        ));
+    }
+    if spec.hostname.is_some() && ns_flags & libc::CLONE_NEWUTS as u64 == 0 {
+        return Err(SpecError::new(
+            "hostname",
+            spec.hostname.clone().unwrap_or_default(),
+            "setting a hostname needs a 'uts' namespace (it would change the host's)",
+        ));
+    }
+    let rootfs = spec.rootfs.trim_end_matches('/').to_string();
+    let mut d = Describe { rootfs: rootfs.clone(), ..Default::default() };
+
+    let rootfs_mount = match &spec.overlay {
+        Some(o) => {
+            if o.lower.is_empty() {
+                return Err(SpecError::new("overlay.lower", "[]", "an overlay needs at least one lower layer"));
+            }
+            for (field, p) in o.lower.iter().map(|p| ("overlay.lower", p))
+                .chain([("overlay.upper", &o.upper), ("overlay.work", &o.work)])
+            {
+                if p.contains(',') || p.contains(':') || !p.starts_with('/') {
+                    return Err(SpecError::new(field, p.clone(), "overlay paths must be absolute and free of ',' and ':'"));
+                }
+            }
+            let data = format!("lowerdir={},upperdir={},workdir={}", o.lower.join(":"), o.upper, o.work);
+            d.rootfs_what = format!("overlay of {} layer(s), upper {}", o.lower.len(), o.upper);
+            Op::Mount {
+                src: Some(cstring("overlay", "overlay")?),
+                target: cstring("rootfs", &rootfs)?,
+                fstype: Some(cstring("overlay", "overlay")?),
+                flags: 0,
+                data: Some(cstring("overlay", &data)?),
+            }
+        }
+        None => {
+            d.rootfs_what = "bind".into();
+            Op::Mount {
+                src: Some(cstring("rootfs", &rootfs)?),
+                target: cstring("rootfs", &rootfs)?,
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REC,
+                data: None,
+            }
+        }
+    };
+
+    if !spec.cwd.starts_with('/') {
+        return Err(SpecError::new("cwd", spec.cwd.clone(), "must be an absolute path inside the container"));
+    }
+    let mut b = Builder { rootfs: &rootfs, ops: Vec::new(), notes: Vec::new() };
+    if spec.default_mounts {
+        for (i, m) in mount::default_mounts().iter().enumerate() {
+            b.mount(&format!("default_mounts[{i}]"), m)?;
+            if m.target == "/dev" {
+                // nodes and links go into the fresh /dev tmpfs before anything is mounted below it
+                b.dev_nodes()?;
+            }
+        }
+    }
+    for (i, m) in spec.mounts.iter().enumerate() {
+        b.mount(&format!("mounts[{i}]"), m)?;
+    }
+    if !spec.cwd.trim_end_matches('/').is_empty() {
+        // docker and runc create a missing working directory
+        let host = host_path("cwd", &rootfs, &spec.cwd)?;
+        b.push(
+            Op::Mkdir { path: cstring("cwd", &host)?, mode: 0o755 },
+            &spec.cwd,
+            format!("creating the working directory {} failed", spec.cwd),
+        );
+    }
+    d.ops = b.notes;
+    let ops = b.ops;
+
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .enumerate()
+        .map(|(i, a)| cstring(&format!("argv[{i}]"), a))
+        .collect::<Result<_, _>>()?;
+    let env: Vec<CString> = spec
+        .env
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if !e.contains('=') {
+                return Err(SpecError::new(format!("env[{i}]"), e.clone(), "expected KEY=VALUE"));
+            }
+            cstring(&format!("env[{i}]"), e)
+        })
+        .collect::<Result<_, _>>()?;
+
+    let argv0 = spec.argv[0].clone();
+    if argv0.is_empty() {
+        return Err(SpecError::new("argv[0]", "", "the command is empty"));
+    }
+    let exec_paths: Vec<String> = if argv0.contains('/') {
+        vec![argv0.clone()]
+    } else {
+        let path = spec
+            .env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+            .to_string();
+        let v: Vec<String> = path
+            .split(':')
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| format!("{}/{}", dir.trim_end_matches('/'), argv0))
+            .collect();
+        d.path_searched = Some(path);
+        v
+    };
+    if exec_paths.is_empty() {
+        return Err(SpecError::new("env.PATH", "", format!("PATH is empty: cannot find {argv0}")));
+    }
+    d.exec_paths = exec_paths.clone();
+    d.argv0 = argv0;
+    let exec_paths: Vec<CString> =
+        exec_paths.iter().map(|p| cstring("argv[0]", p)).collect::<Result<_, _>>()?;
+
+    d.cwd = spec.cwd.clone();
+
+    let hostname = match &spec.hostname {
+        Some(h) if h.len() > 64 || h.is_empty() => {
+            return Err(SpecError::new("hostname", h.clone(), "must be 1 to 64 bytes"));
+        }
+        Some(h) => {
+            d.hostname = h.clone();
+            Some(h.as_bytes().to_vec())
+        }
+        None => None,
+    };
+
+    for fd in spec.stdio {
+        if fd < -1 {
+            return Err(SpecError::new("stdio", fd.to_string(), "a descriptor or -1 to inherit"));
+        }
+    }
+
+    let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+
+    let mut clone_flags = ns_flags | sys::CLONE_PIDFD;
+    if spec.cgroup_fd.is_some() {
+        clone_flags |= sys::CLONE_INTO_CGROUP;
+    }
+
+    let plan = Plan {
+        clone_flags,
+        cgroup_fd: spec.cgroup_fd,
+        wait_for_start: spec.wait_for_start,
+        rootfs: cstring("rootfs", &rootfs)?,
+        rootfs_mount,
+        ops,
+        readonly_root: spec.readonly_rootfs,
+        hostname,
+        loopback_up: ns_flags & libc::CLONE_NEWNET as u64 != 0,
+        cpus: spec.cpus.as_deref().map(cpu_set).transpose()?,
+        cwd: cstring("cwd", &spec.cwd)?,
+        uid: spec.uid,
+        gid: spec.gid,
+        groups: spec.groups.clone(),
+        umask: spec.umask as mode_t & 0o777,
+        stdio: spec.stdio,
+        exec_paths,
+        _argv: argv,
+        _env: env,
+        argv_ptrs,
+        env_ptrs,
+    };
+    Ok((plan, d))
+}
+
+/// The mount table of a spec as (source, target, fstype, flags, data): for tests and debugging.
+/// One row of [`mount_table`]: (source, target, fstype, flags, data).
+pub type MountRow = (String, String, String, u64, String);
+
+pub fn mount_table(spec: &Spec) -> Result<Vec<MountRow>, SpecError> {
+    let (plan, _) = build(spec)?;
+    let s = |c: &Option<CString>| c.as_ref().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(std::iter::once(&plan.rootfs_mount)
+        .chain(plan.ops.iter())
+        .filter_map(|op| match op {
+            Op::Mount { src, target, fstype, flags, data } => Some((
+                s(src),
+                target.to_string_lossy().into_owned(),
+                s(fstype),
+                *flags,
+                s(data),
+            )),
+            _ => None,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Overlay;
+
+    fn spec() -> Spec {
+        Spec {
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec!["PATH=/bin:/usr/bin".into()],
+            rootfs: "/run/fc/rootfs".into(),
+            overlay: Some(Overlay { lower: vec!["/img/a".into(), "/img/b".into()], upper: "/run/fc/up".into(), work: "/run/fc/work".into() }),
+            ..Spec::default()
+        }
+    }
+
+    #[test]
+    fn overlay_data_lists_layers_topmost_first() {
+        let t = mount_table(&spec()).unwrap();
+        assert_eq!(t[0].1, "/run/fc/rootfs");
+        assert_eq!(t[0].2, "overlay");
+        assert_eq!(t[0].4, "lowerdir=/img/a:/img/b,upperdir=/run/fc/up,workdir=/run/fc/work");
+    }
+
+    #[test]
+    fn default_mounts_land_under_the_rootfs_in_order() {
+        let t = mount_table(&spec()).unwrap();
+        let targets: Vec<&str> = t.iter().skip(1).map(|m| m.1.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "/run/fc/rootfs/proc",
+                "/run/fc/rootfs/sys",
+                "/run/fc/rootfs/dev",
+                "/run/fc/rootfs/dev/pts",
+                "/run/fc/rootfs/dev/shm",
+                "/run/fc/rootfs/dev/mqueue"
+            ]
+        );
+        let sys = &t[2];
+        assert_eq!(sys.2, "sysfs");
+        assert!(sys.3 & libc::MS_RDONLY != 0);
+        let dev = &t[3];
+        assert_eq!(dev.4, "mode=755,size=65536k");
+    }
+
+    #[test]
+    fn device_nodes_follow_the_dev_tmpfs() {
+        let (plan, d) = build(&spec()).unwrap();
+        let dev_mount = d.ops.iter().position(|(p, m)| p == "/dev" && m.starts_with("mount of")).unwrap();
+        let null = d.ops.iter().position(|(p, _)| p == "/dev/null").unwrap();
+        let pts = d.ops.iter().position(|(p, m)| p == "/dev/pts" && m.starts_with("mount of")).unwrap();
+        assert!(dev_mount < null && null < pts);
+        match &plan.ops[null] {
+            Op::Mknod { mode, dev, .. } => {
+                assert_eq!(*mode, libc::S_IFCHR | 0o666);
+                assert_eq!(*dev, libc::makedev(1, 3));
+            }
+            other => panic!("expected mknod, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn readonly_rbind_uses_recursive_setattr_and_plain_ro_bind_a_remount() {
+        let mut s = spec();
+        s.mounts = vec![
+            MountSpec::new("/usr", "/usr", "bind", &["rbind", "ro"]),
+            MountSpec::new("/etc/hostname", "/etc/hostname", "bind", &["bind", "ro"]),
+        ];
+        let (plan, d) = build(&s).unwrap();
+        let usr: Vec<&Op> = plan.ops.iter().zip(&d.ops).filter(|(_, (p, _))| p == "/usr").map(|(o, _)| o).collect();
+        assert!(matches!(usr[0], Op::Mkdir { .. }));
+        assert!(matches!(usr[1], Op::Mount { flags, .. } if *flags == libc::MS_BIND | libc::MS_REC));
+        assert!(matches!(usr[2], Op::SetAttr { attr, .. } if *attr == sys::MOUNT_ATTR_RDONLY));
+        let f: Vec<&Op> = plan.ops.iter().zip(&d.ops).filter(|(_, (p, _))| p == "/etc/hostname").map(|(o, _)| o).collect();
+        assert!(matches!(f[0], Op::MkFile { .. }), "a file source gets a file mount point");
+        assert!(matches!(f[2], Op::Mount { flags, .. } if *flags == libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY));
+    }
+
+    #[test]
+    fn bind_of_missing_source_names_the_field() {
+        let mut s = spec();
+        s.mounts = vec![MountSpec::new("/no/such/dir/fastcontain", "/x", "bind", &["rbind"])];
+        let e = build(&s).err().unwrap();
+        assert_eq!(e.field, "mounts[0].source");
+        assert!(e.reason.contains("ENOENT"), "{}", e.reason);
+    }
+
+    #[test]
+    fn a_working_directory_is_created_last_and_slash_is_not() {
+        let mut s = spec();
+        s.cwd = "/work/dir".into();
+        let (plan, d) = build(&s).unwrap();
+        assert_eq!(d.ops.last().unwrap().0, "/work/dir");
+        assert!(matches!(plan.ops.last().unwrap(), Op::Mkdir { path, .. } if path.to_str().unwrap() == "/run/fc/rootfs/work/dir"));
+        s.cwd = "/".into();
+        let (_, d) = build(&s).unwrap();
+        assert!(d.ops.iter().all(|(p, _)| p != "/"));
+    }
+
+    #[test]
+    fn targets_may_not_climb_out() {
+        let mut s = spec();
+        s.mounts = vec![MountSpec::new("tmpfs", "/tmp/../../etc", "tmpfs", &[])];
+        let e = build(&s).err().unwrap();
+        assert_eq!(e.field, "mounts[0].target");
+    }
+
+    #[test]
+    fn command_is_searched_in_the_spec_path() {
+        let (plan, d) = build(&spec()).unwrap();
+        assert_eq!(d.exec_paths, ["/bin/sh", "/usr/bin/sh"]);
+        assert_eq!(plan.exec_paths.len(), 2);
+        assert_eq!(*plan.argv_ptrs.last().unwrap(), std::ptr::null());
+        let mut s = spec();
+        s.argv = vec!["/opt/x".into()];
+        let (_, d) = build(&s).unwrap();
+        assert_eq!(d.exec_paths, ["/opt/x"]);
+        assert!(d.path_searched.is_none());
+    }
+
+    #[test]
+    fn exec_error_message_names_the_path() {
+        let mut s = spec();
+        s.argv = vec!["/bin/nosuch".into()];
+        let (_, d) = build(&s).unwrap();
+        let e = d.error(Record { step: Step::Execve as u32, errno: libc::ENOENT, index: 0 });
+        assert_eq!(e.message, "execve of /bin/nosuch failed");
+        assert_eq!(e.path.as_deref(), Some("/bin/nosuch"));
+        let (_, d) = build(&spec()).unwrap();
+        let e = d.error(Record { step: Step::Execve as u32, errno: libc::ENOENT, index: 1 });
+        assert_eq!(e.message, "execve of sh failed: not found in PATH=/bin:/usr/bin");
+    }
+
+    #[test]
+    fn mount_error_names_the_container_path() {
+        let mut s = spec();
+        s.mounts = vec![MountSpec::new("tmpfs", "/scratch", "tmpfs", &["size=1m"])];
+        let (plan, d) = build(&s).unwrap();
+        let idx = plan.ops.len() - 1;
+        let e = d.error(Record { step: Step::Mount as u32, errno: libc::EINVAL, index: idx as u32 });
+        assert_eq!(e.path.as_deref(), Some("/scratch"));
+        assert_eq!(e.message, "mount of tmpfs on /scratch (type tmpfs) failed");
+    }
+
+    #[test]
+    fn hostname_without_uts_is_refused() {
+        let mut s = spec();
+        s.hostname = Some("box".into());
+        s.namespaces = vec!["mount".into(), "pid".into()];
+        assert_eq!(build(&s).err().unwrap().field, "hostname");
+    }
+
+    #[test]
+    fn mount_namespace_is_required_and_flags_follow_namespaces() {
+        let mut s = spec();
+        s.namespaces = vec!["pid".into()];
+        assert_eq!(build(&s).err().unwrap().field, "namespaces");
+        let (plan, _) = build(&spec()).unwrap();
+        assert!(plan.loopback_up);
+        assert!(plan.clone_flags & sys::CLONE_PIDFD != 0);
+        assert!(plan.clone_flags & sys::CLONE_INTO_CGROUP == 0);
+        let mut s = spec();
+        s.cgroup_fd = Some(7);
+        s.namespaces = vec!["mount".into()];
+        let (plan, _) = build(&s).unwrap();
+        assert!(plan.clone_flags & sys::CLONE_INTO_CGROUP != 0);
+        assert!(!plan.loopback_up);
+    }
+
+    #[test]
+    fn overlay_paths_with_separators_are_refused() {
+        let mut s = spec();
+        s.overlay.as_mut().unwrap().upper = "/a,b".into();
+        assert_eq!(build(&s).err().unwrap().field, "overlay.upper");
+    }
+}

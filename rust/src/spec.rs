@@ -1,0 +1,81 @@
+//! The spec: one frozen value from Python describing a container to spawn.
+//! Plain Rust; `py.rs` fills it from the dict documented in `_native.pyi`.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    /// Read-only lower directories, topmost first.
+    pub lower: Vec<String>,
+    pub upper: String,
+    pub work: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub source: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub fstype: String,
+    /// mount(8) option names: "ro", "rbind", "nosuid", "mode=755", ...
+    pub options: Vec<String>,
+}
+
+impl MountSpec {
+    pub fn new(source: &str, target: &str, fstype: &str, options: &[&str]) -> Self {
+        MountSpec {
+            source: source.to_string(),
+            target: target.to_string(),
+            fstype: fstype.to_string(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub rootfs: String,
+    pub overlay: Option<Overlay>,
+    pub readonly_rootfs: bool,
+    pub namespaces: Vec<String>,
+    pub hostname: Option<String>,
+    pub default_mounts: bool,
+    pub mounts: Vec<MountSpec>,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub umask: u32,
+    pub stdio: [i32; 3],
+    pub cpus: Option<Vec<usize>>,
+    pub cgroup_fd: Option<i32>,
+    pub wait_for_start: bool,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".to_string(),
+            rootfs: String::new(),
+            overlay: None,
+            readonly_rootfs: false,
+            namespaces: ["mount", "pid", "uts", "ipc", "net", "cgroup"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            hostname: None,
+            default_mounts: true,
+            mounts: Vec::new(),
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            umask: 0o022,
+            stdio: [-1, -1, -1],
+            cpus: None,
+            cgroup_fd: None,
+            wait_for_start: false,
+        }
+    }
+}

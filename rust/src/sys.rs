@@ -1,0 +1,431 @@
+//! Raw syscalls, together in one place.
+//!
+//! Everything the child calls after `clone3` is here, and all of it is
+//! async-signal-safe: a raw syscall, no allocation, no lock, no glibc wrapper
+//! that consults thread state (glibc's set*id wrappers signal every thread the
+//! parent had, which the child does not have, so the child uses raw syscalls).
+//! Each function returns `Err(errno)` on failure.
+
+use std::ffi::CStr;
+
+use libc::{c_char, c_int, c_long, c_uint, c_ulong, c_void, pid_t};
+
+pub type SysResult<T> = Result<T, i32>;
+
+pub const CLONE_PIDFD: u64 = 0x0000_1000;
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+pub const CLOSE_RANGE_CLOEXEC: c_uint = 1 << 2;
+pub const P_PIDFD: libc::idtype_t = 3;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
+pub const AT_RECURSIVE: c_uint = 0x8000;
+
+/// `struct clone_args` of clone3(2) (version 2, with `cgroup`).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+#[inline]
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location returns this thread's errno slot, valid for the
+    // thread's life; after clone the child's copy of the slot is its own.
+    unsafe { *libc::__errno_location() }
+}
+
+#[inline]
+fn check(ret: c_long) -> SysResult<c_long> {
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(ret)
+    }
+}
+
+#[inline]
+fn check_int(ret: c_int) -> SysResult<c_int> {
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// clone3 without a new stack: the child returns 0 on a copy of this stack,
+/// like fork, but with every flag at once. Returns the child's pid.
+///
+/// # Safety
+/// The caller's child side (a return value of 0) must only do
+/// async-signal-safe work and end in execve or _exit.
+pub unsafe fn clone3(args: &mut CloneArgs) -> SysResult<pid_t> {
+    // SAFETY: args points to a live clone_args of the size passed; pidfd, if
+    // set in flags, points to an i32 the caller keeps alive (see spawn.rs).
+    let ret = libc::syscall(
+        libc::SYS_clone3,
+        args as *mut CloneArgs,
+        std::mem::size_of::<CloneArgs>(),
+    );
+    check(ret).map(|p| p as pid_t)
+}
+
+/// The fallback for kernels without clone3: clone(2) with CLONE_PIDFD, whose
+/// pidfd comes back through the parent_tid argument.
+///
+/// # Safety
+/// As for [`clone3`].
+pub unsafe fn clone_legacy(flags: u64, pidfd: &mut c_int) -> SysResult<pid_t> {
+    // SAFETY: x86_64 clone(flags, stack, parent_tid, child_tid, tls); a null
+    // stack means the child runs on a copy of ours; pidfd is a live i32.
+    let ret = libc::syscall(
+        libc::SYS_clone,
+        flags as c_ulong | libc::SIGCHLD as c_ulong,
+        0usize,
+        pidfd as *mut c_int,
+        0usize,
+        0usize,
+    );
+    check(ret).map(|p| p as pid_t)
+}
+
+fn opt(s: Option<&CStr>) -> *const c_char {
+    s.map_or(std::ptr::null(), CStr::as_ptr)
+}
+
+pub fn mount(
+    src: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: c_ulong,
+    data: Option<&CStr>,
+) -> SysResult<()> {
+    // SAFETY: every pointer is null or a NUL-terminated string borrowed for the call.
+    check_int(unsafe { libc::mount(opt(src), target.as_ptr(), opt(fstype), flags, opt(data) as *const c_void) })
+        .map(|_| ())
+}
+
+/// mount_setattr(2) over a whole tree (AT_RECURSIVE): for read-only rbinds.
+pub fn mount_setattr_recursive(target: &CStr, attr_set: u64) -> SysResult<()> {
+    let mut attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: target is a NUL-terminated path; attr is a live mount_attr of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            AT_RECURSIVE as c_uint,
+            &mut attr as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(ret).map(|_| ())
+}
+
+pub fn umount2(target: &CStr, flags: c_int) -> SysResult<()> {
+    // SAFETY: target is a NUL-terminated path.
+    check_int(unsafe { libc::umount2(target.as_ptr(), flags) }).map(|_| ())
+}
+
+pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> SysResult<()> {
+    // SAFETY: both are NUL-terminated paths.
+    check(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) }).map(|_| ())
+}
+
+pub fn mkdir(path: &CStr, mode: libc::mode_t) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check_int(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(|_| ())
+}
+
+pub fn mknod(path: &CStr, mode: libc::mode_t, dev: libc::dev_t) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check_int(unsafe { libc::mknod(path.as_ptr(), mode, dev) }).map(|_| ())
+}
+
+pub fn symlink(target: &CStr, linkpath: &CStr) -> SysResult<()> {
+    // SAFETY: both are NUL-terminated.
+    check_int(unsafe { libc::symlink(target.as_ptr(), linkpath.as_ptr()) }).map(|_| ())
+}
+
+pub fn chmod(path: &CStr, mode: libc::mode_t) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check_int(unsafe { libc::chmod(path.as_ptr(), mode) }).map(|_| ())
+}
+
+pub fn open(path: &CStr, flags: c_int, mode: libc::mode_t) -> SysResult<c_int> {
+    // SAFETY: path is NUL-terminated.
+    check_int(unsafe { libc::open(path.as_ptr(), flags, mode as c_uint) })
+}
+
+pub fn chdir(path: &CStr) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check_int(unsafe { libc::chdir(path.as_ptr()) }).map(|_| ())
+}
+
+pub fn sethostname(name: &[u8]) -> SysResult<()> {
+    // SAFETY: name points to name.len() readable bytes.
+    check_int(unsafe { libc::sethostname(name.as_ptr() as *const c_char, name.len()) }).map(|_| ())
+}
+
+pub fn sched_setaffinity(set: &libc::cpu_set_t) -> SysResult<()> {
+    // SAFETY: set is a live cpu_set_t of the size passed.
+    check_int(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) })
+        .map(|_| ())
+}
+
+pub fn setgroups(groups: &[libc::gid_t]) -> SysResult<()> {
+    // SAFETY: raw syscall (glibc's wrapper would signal the parent's threads);
+    // groups points to groups.len() gids.
+    check(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) }).map(|_| ())
+}
+
+pub fn setresgid(gid: libc::gid_t) -> SysResult<()> {
+    // SAFETY: raw syscall with plain integers.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(|_| ())
+}
+
+pub fn setresuid(uid: libc::uid_t) -> SysResult<()> {
+    // SAFETY: raw syscall with plain integers.
+    check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(|_| ())
+}
+
+pub fn umask(mask: libc::mode_t) {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask) };
+}
+
+pub fn dup2(old: c_int, new: c_int) -> SysResult<()> {
+    // SAFETY: plain integers.
+    check_int(unsafe { libc::dup2(old, new) }).map(|_| ())
+}
+
+pub fn clear_cloexec(fd: c_int) -> SysResult<()> {
+    // SAFETY: plain integers.
+    check_int(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(|_| ())
+}
+
+/// Mark every descriptor from `first` up close-on-exec (close_range(2), 5.11+).
+pub fn cloexec_from(first: c_uint) -> SysResult<()> {
+    // SAFETY: plain integers.
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, c_uint::MAX, CLOSE_RANGE_CLOEXEC) })
+        .map(|_| ())
+}
+
+pub fn close(fd: c_int) {
+    // SAFETY: closing a descriptor we own; errors are irrelevant here.
+    unsafe { libc::close(fd) };
+}
+
+pub fn write_all(fd: c_int, mut buf: &[u8]) -> SysResult<()> {
+    while !buf.is_empty() {
+        // SAFETY: buf points to buf.len() readable bytes.
+        let n = unsafe { libc::write(fd, buf.as_ptr() as *const c_void, buf.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Read until `buf` is full or end-of-file; returns how many bytes were read.
+pub fn read_full(fd: c_int, buf: &mut [u8]) -> SysResult<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: the destination is the unfilled tail of buf.
+        let n = unsafe {
+            libc::read(fd, buf[got..].as_mut_ptr() as *mut c_void, buf.len() - got)
+        };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    Ok(got)
+}
+
+pub fn pipe_cloexec() -> SysResult<(c_int, c_int)> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: fds has room for the two descriptors.
+    check_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// execve(2); returns only on failure, with the errno.
+///
+/// # Safety
+/// argv and envp must be NULL-terminated arrays of NUL-terminated strings
+/// that live across the call.
+pub unsafe fn execve(path: &CStr, argv: *const *const c_char, envp: *const *const c_char) -> i32 {
+    // SAFETY: the caller's contract above.
+    unsafe { libc::execve(path.as_ptr(), argv, envp) };
+    errno()
+}
+
+pub fn exit_now(code: c_int) -> ! {
+    // SAFETY: _exit ends the process without running atexit handlers or
+    // unwinding, which is what the child needs.
+    unsafe { libc::_exit(code) }
+}
+
+/// Block every signal in this thread; returns the previous mask.
+pub fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; the pointers are to live locals.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+pub fn set_signal_mask(mask: &libc::sigset_t) {
+    // SAFETY: mask is a live sigset_t. rt_sigprocmask directly: in the child
+    // glibc's wrapper is avoided like every other one that has state.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            mask as *const libc::sigset_t,
+            std::ptr::null_mut::<libc::sigset_t>(),
+            std::mem::size_of::<c_ulong>(),
+        )
+    };
+}
+
+/// In the child: every handled signal back to SIG_DFL (a handler of the
+/// parent's would run Python's C handler in a process that is not Python);
+/// ignored ones stay ignored except SIGPIPE, SIGXFSZ, which Python ignores
+/// for itself, as _posixsubprocess restores them.
+pub fn reset_signal_dispositions() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: sigaction with live local structs; signals that cannot be
+        // changed return EINVAL, which is fine to ignore.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            let ignored = old.sa_sigaction == libc::SIG_IGN;
+            if old.sa_sigaction == libc::SIG_DFL
+                || (ignored && sig != libc::SIGPIPE && sig != libc::SIGXFSZ)
+            {
+                continue;
+            }
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Bring `lo` up in the current network namespace with two ioctls.
+pub fn loopback_up() -> SysResult<()> {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+    // SAFETY: a datagram socket, and ioctls that read and write a live ifreq
+    // of the kernel's size (40 bytes) naming "lo".
+    unsafe {
+        let fd = check_int(libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
+        let mut req = IfReq { name: [0; 16], flags: 0, _pad: [0; 22] };
+        req.name[..2].copy_from_slice(b"lo");
+        let r = (|| {
+            check_int(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req as *mut IfReq))?;
+            req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            check_int(libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut req as *mut IfReq))?;
+            Ok(())
+        })();
+        libc::close(fd);
+        r
+    }
+}
+
+pub fn pidfd_send_signal(pidfd: c_int, sig: c_int) -> SysResult<()> {
+    // SAFETY: plain integers and a null siginfo.
+    check(unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, std::ptr::null::<c_void>(), 0)
+    })
+    .map(|_| ())
+}
+
+/// waitid(P_PIDFD); Ok(None) when WNOHANG found nothing to reap.
+pub fn waitid_pidfd(pidfd: c_int, nohang: bool) -> SysResult<Option<i32>> {
+    // SAFETY: info is a zeroed siginfo_t the kernel fills; si_pid/si_status
+    // read the fields waitid sets for a CLD_* code.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
+        loop {
+            let r = libc::waitid(P_PIDFD, pidfd as libc::id_t, &mut info, flags);
+            if r == 0 {
+                break;
+            }
+            let e = errno();
+            if e != libc::EINTR {
+                return Err(e);
+            }
+        }
+        if info.si_pid() == 0 {
+            return Ok(None);
+        }
+        let status = info.si_status();
+        Ok(Some(match info.si_code {
+            libc::CLD_EXITED => status,
+            _ => -status,
+        }))
+    }
+}
+
+/// poll(2) one descriptor for readability; Ok(true) when readable.
+pub fn poll_readable(fd: c_int, timeout_ms: c_int) -> SysResult<bool> {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one live pollfd.
+    let n = check_int(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
+    Ok(n > 0)
+}
+
+pub fn write_file_at(dirfd: c_int, name: &std::ffi::CStr, data: &[u8]) -> SysResult<()> {
+    // SAFETY: name is NUL-terminated; the fd is closed before returning.
+    let fd = check_int(unsafe { libc::openat(dirfd, name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    let r = write_all(fd, data);
+    close(fd);
+    r
+}
