@@ -1,0 +1,75 @@
+"""The native spawn core (rust/src/py.rs). Private: use fastcontain.run / Container.
+
+One typed value crosses the boundary: the spec, a dict compiled by
+fastcontain.spec from validated config. Its keys:
+
+  argv          list[str]        argv[0] is searched in the container's PATH when it has no '/'
+  env           list[str]        "KEY=VALUE"; PATH (if present) is also used for the argv[0] search
+  cwd           str              absolute path inside the container
+  rootfs        str              absolute host directory that becomes / (the overlay is mounted on it)
+  overlay       dict | None      {"lower": [str, ...] (topmost first), "upper": str, "work": str};
+                                 mounted in the child's own mount namespace, so it dies with it
+  readonly_rootfs bool           remount / read-only after the mounts
+  namespaces    list[str]        subset of "mount", "pid", "uts", "ipc", "net", "cgroup"; "mount" is required
+  hostname      str | None       needs "uts"
+  default_mounts bool            /proc, /sys (ro), /dev (tmpfs + nodes, devpts, shm, mqueue, links)
+  mounts        list[dict]       applied after the defaults, in order:
+                                 {"source": str, "target": str (absolute, in the container),
+                                  "type": str ("bind", "tmpfs", "proc", ...),
+                                  "options": list[str] (mount(8) names: "ro", "rbind", "nosuid", "mode=755", ...)}
+                                 a bind of a file gets a file as its mount point, a directory a directory
+  uid, gid      int
+  groups        list[int]        supplementary groups
+  umask         int              default 0o022
+  stdio         list[int]        three host fds made the container's 0, 1, 2; -1 inherits the caller's
+  cpus          list[int] | None sched_setaffinity before exec
+  cgroup_fd     int | None       an open cgroup v2 directory: the child is born in it (CLONE_INTO_CGROUP)
+  wait_for_start bool            the child stops after its set-up, before affinity, credentials and
+                                 execve, until Child.start(); lets the caller place it in v1 cgroups
+                                 and wire its network between create and start
+
+Errors: failures of the child's steps raise fastcontain.errors.SpawnError
+(step, errno, path set); a malformed spec raises fastcontain.errors.ConfigError.
+"""
+
+from typing import Any, Mapping, Sequence
+
+def spawn(spec: Mapping[str, Any]) -> Child:
+    """clone3 a container from spec. The GIL is released throughout.
+
+    With wait_for_start, returns once the child finished its set-up and waits;
+    otherwise returns once execve succeeded. Raises SpawnError naming the step."""
+
+class Child:
+    @property
+    def pid(self) -> int: ...
+    @property
+    def pidfd(self) -> int:
+        """A pidfd of the container's init (readable when it exits); -1 once closed."""
+    @property
+    def clone_method(self) -> str:
+        """'clone3', 'clone3+cgroup' (CLONE_INTO_CGROUP) or 'clone' (fallback without clone3)."""
+    @property
+    def returncode(self) -> int | None:
+        """Like subprocess: exit status, or -N for death by signal N; None while running."""
+    @property
+    def started(self) -> bool: ...
+    @property
+    def timings(self) -> dict[str, int]:
+        """Nanoseconds the parent spent in: 'plan', 'clone', 'setup' (until ready/exec), 'start'."""
+    def start(self) -> None:
+        """Release a child spawned with wait_for_start; returns once execve succeeded. GIL released."""
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Reap the child; returns returncode, or None if timeout (seconds) passed. GIL released."""
+    def poll(self) -> int | None: ...
+    def send_signal(self, sig: int) -> None:
+        """pidfd_send_signal; a no-op once the child is reaped."""
+    def close(self) -> None:
+        """Kill (SIGKILL) and reap the child if still there; close the descriptors. Idempotent."""
+
+def plan_mounts(spec: Mapping[str, Any]) -> list[tuple[str, str, str, int, str]]:
+    """The mount table the child would carry out, as (source, target, fstype, flags, data).
+    For tests and debugging; performs no syscall."""
+
+STEPS: list[str]
+"""The names of the child's steps, in order (the 'step' of a SpawnError)."""

@@ -1,0 +1,65 @@
+"""fastcontain's exceptions. Python owns the hierarchy; the Rust core converts to it
+in one place (rust/src/py.rs) by name."""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import subprocess
+
+
+class FastcontainError(Exception):
+    """Base of every error fastcontain raises."""
+
+
+class ConfigError(FastcontainError, ValueError):
+    """An option is invalid. Raised before any kernel object exists."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {field}={value!r}: {reason}")
+
+
+class ImageError(FastcontainError):
+    """An image could not be found, assembled or read."""
+
+
+class SpawnError(FastcontainError, OSError):
+    """A step of the container's start failed.
+
+    `step` names the step (fastcontain._native.STEPS), `errno` the error the
+    kernel returned and `path` the file involved, when there is one."""
+
+    def __init__(self, message: str, *, step: str, errno: int, path: str | None = None) -> None:
+        self.step = step
+        self.path = path
+        name = _errno.errorcode.get(errno, f"errno {errno}")
+        text = f"{message}: {name} ({os.strerror(errno)})" if errno else message
+        OSError.__init__(self, errno, text)
+        # OSError's str() is "[Errno N] text"; keep the message as the user's line.
+        self.args = (text,)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class ContainerError(FastcontainError):
+    """An operation on a container is not possible in its state."""
+
+
+class TimeoutExpired(FastcontainError, subprocess.TimeoutExpired):
+    """The container ran longer than its timeout and was killed (every process in it)."""
+
+    def __str__(self) -> str:
+        return f"container {self.cmd!r} timed out after {self.timeout} seconds and was killed"
+
+
+class CalledProcessError(FastcontainError, subprocess.CalledProcessError):
+    """check=True and the container's command failed; output is kept."""
+
+    def __str__(self) -> str:
+        if self.returncode is not None and self.returncode < 0:
+            return f"container command {self.cmd!r} died of signal {-self.returncode}"
+        return f"container command {self.cmd!r} exited with status {self.returncode}"

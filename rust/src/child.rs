@@ -1,0 +1,227 @@
+//! The child's side of a spawn: from clone3's return to execve.
+//!
+//! Everything here runs in a process copied from a parent that may have
+//! threads, so it follows `_posixsubprocess`'s rules: it only reads the plan
+//! prepared before the clone, allocates nothing, takes no locks, never
+//! unwinds, and every failure ends in `_exit` after one fixed-size
+//! `{step, errno, index}` record on the error pipe. The set-up reads as a
+//! list, one step a line, ending in execve.
+
+use std::ffi::CStr;
+
+use libc::c_int;
+
+use crate::errors::{Record, Step};
+use crate::plan::{Op, Plan, MAX_PATH};
+use crate::sys;
+
+/// The descriptors the child gets from the parent.
+pub struct Fds {
+    /// Write end of the close-on-exec error pipe.
+    pub err_w: c_int,
+    /// Read end of the sync pipe, when the child waits for start.
+    pub sync_r: Option<c_int>,
+    /// The parent's ends, closed first so that the parent's exit is seen as EOF.
+    pub parent_ends: [c_int; 2],
+}
+
+/// Exit status of a child whose set-up failed (it is reaped by the parent).
+const FAILED: c_int = 127;
+
+fn fail(err_w: c_int, step: Step, errno: i32, index: usize) -> ! {
+    let rec = Record { step: step as u32, errno, index: index as u32 };
+    let _ = sys::write_all(err_w, &rec.to_bytes());
+    sys::exit_now(FAILED)
+}
+
+/// `step(); if failed: report and _exit`.
+macro_rules! step {
+    ($fds:expr, $step:expr, $idx:expr, $call:expr) => {
+        if let Err(e) = $call {
+            fail($fds.err_w, $step, e, $idx)
+        }
+    };
+}
+
+/// Carry out the plan, then execve. Never returns.
+pub fn run(plan: &Plan, fds: &Fds) -> ! {
+    for fd in fds.parent_ends {
+        if fd >= 0 {
+            sys::close(fd);
+        }
+    }
+    sys::reset_signal_dispositions();
+    // SAFETY: sigset_t is plain data; all-zero is the empty set.
+    sys::set_signal_mask(&unsafe { std::mem::zeroed() });
+    // Modes in the plan are exact (a 0666 /dev/null); the user's umask comes before execve.
+    sys::umask(0);
+
+    // The root filesystem and the mounts inside it.
+    step!(fds, Step::MakeRootPrivate, 0, make_root_private());
+    step!(fds, Step::MountRootfs, 0, do_op(&plan.rootfs_mount));
+    for (i, op) in plan.ops.iter().enumerate() {
+        step!(fds, op.step(), i, do_op(op));
+    }
+
+    // pivot_root into it, the old root stacked under the new one and detached.
+    step!(fds, Step::PivotRoot, 0, sys::chdir(&plan.rootfs));
+    step!(fds, Step::PivotRoot, 0, sys::pivot_root(c".", c"."));
+    step!(fds, Step::DetachOldRoot, 0, sys::umount2(c".", libc::MNT_DETACH));
+    step!(fds, Step::DetachOldRoot, 0, sys::chdir(c"/"));
+    if plan.readonly_root {
+        step!(fds, Step::ReadonlyRoot, 0, remount_root_readonly());
+    }
+    if let Some(h) = &plan.hostname {
+        step!(fds, Step::Sethostname, 0, sys::sethostname(h));
+    }
+    if plan.loopback_up {
+        step!(fds, Step::LoopbackUp, 0, sys::loopback_up());
+    }
+
+    // Stop here until the parent has placed us (cgroups, network) and says start.
+    if let Some(sync_r) = fds.sync_r {
+        step!(fds, Step::WaitStart, 0, wait_for_start(fds.err_w, sync_r));
+    }
+
+    if let Some(set) = &plan.cpus {
+        step!(fds, Step::Affinity, 0, sys::sched_setaffinity(set));
+    }
+    step!(fds, Step::Setgroups, 0, sys::setgroups(&plan.groups));
+    step!(fds, Step::Setgid, 0, sys::setresgid(plan.gid));
+    step!(fds, Step::Setuid, 0, sys::setresuid(plan.uid));
+    // After setuid, as runc does: the working directory must be usable by the user.
+    step!(fds, Step::Chdir, 0, sys::chdir(&plan.cwd));
+    sys::umask(plan.umask);
+    step!(fds, Step::Stdio, 0, set_stdio(&plan.stdio));
+    step!(fds, Step::CloseFds, 0, sys::cloexec_from(3));
+    exec(plan, fds.err_w)
+}
+
+fn make_root_private() -> sys::SysResult<()> {
+    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+}
+
+fn remount_root_readonly() -> sys::SysResult<()> {
+    sys::mount(None, c"/", None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)
+}
+
+fn do_op(op: &Op) -> sys::SysResult<()> {
+    match op {
+        Op::Mkdir { path, mode } => mkdir_p(path.as_bytes(), *mode),
+        Op::MkFile { parent, path } => {
+            mkdir_p(parent.as_bytes(), 0o755)?;
+            let fd = sys::open(path, libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644)
+                .or_else(|e| {
+                    // an existing mount point we may not write (a read-only image file) is fine
+                    if e == libc::EACCES || e == libc::EROFS || e == libc::ETXTBSY {
+                        sys::open(path, libc::O_PATH | libc::O_CLOEXEC, 0)
+                    } else {
+                        Err(e)
+                    }
+                })?;
+            sys::close(fd);
+            Ok(())
+        }
+        Op::Mount { src, target, fstype, flags, data } => {
+            sys::mount(src.as_deref(), target, fstype.as_deref(), *flags, data.as_deref())
+        }
+        Op::SetAttr { target, attr } => sys::mount_setattr_recursive(target, *attr),
+        Op::Mknod { path, mode, dev } => sys::mknod(path, *mode, *dev),
+        Op::Symlink { target, link } => sys::symlink(target, link),
+    }
+}
+
+/// The C string at the start of a NUL-padded buffer (no allocation).
+fn as_cstr(buf: &[u8]) -> &CStr {
+    // the buffer is one byte longer than any path, so a NUL is always there
+    CStr::from_bytes_until_nul(buf).unwrap_or(c"")
+}
+
+/// mkdir -p in a stack buffer. Tries the whole path first: mount points
+/// usually exist, or only their last component is missing.
+fn mkdir_p(path: &[u8], mode: libc::mode_t) -> sys::SysResult<()> {
+    let mut buf = [0u8; MAX_PATH + 1];
+    let n = path.len().min(MAX_PATH);
+    buf[..n].copy_from_slice(&path[..n]);
+    match sys::mkdir(as_cstr(&buf), mode) {
+        Ok(()) => return Ok(()),
+        Err(libc::EEXIST) => return Ok(()),
+        Err(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    for i in 1..n {
+        if buf[i] != b'/' {
+            continue;
+        }
+        buf[i] = 0;
+        let r = sys::mkdir(as_cstr(&buf), mode);
+        buf[i] = b'/';
+        match r {
+            Ok(()) | Err(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match sys::mkdir(as_cstr(&buf), mode) {
+        Ok(()) | Err(libc::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Report READY, then block until the parent writes a byte (start) or closes
+/// the pipe (the container was removed before it started: leave quietly).
+fn wait_for_start(err_w: c_int, sync_r: c_int) -> sys::SysResult<()> {
+    let ready = Record { step: Record::READY, errno: 0, index: 0 };
+    sys::write_all(err_w, &ready.to_bytes())?;
+    let mut b = [0u8; 1];
+    if sys::read_full(sync_r, &mut b)? == 0 {
+        sys::exit_now(FAILED);
+    }
+    sys::close(sync_r);
+    Ok(())
+}
+
+/// Make `stdio[i]` the descriptor `i`. Sources below 3 are moved up first,
+/// so that an earlier dup2 cannot overwrite a later source.
+fn set_stdio(stdio: &[i32; 3]) -> sys::SysResult<()> {
+    let mut src = *stdio;
+    for s in src.iter_mut() {
+        if *s >= 0 && *s < 3 {
+            // SAFETY: plain integers; F_DUPFD_CLOEXEC returns a new descriptor >= 3.
+            let moved = unsafe { libc::fcntl(*s, libc::F_DUPFD_CLOEXEC, 3) };
+            if moved < 0 {
+                return Err(sys::errno());
+            }
+            *s = moved;
+        }
+    }
+    for (i, &s) in src.iter().enumerate() {
+        if s >= 0 {
+            sys::dup2(s, i as c_int)?;
+        } else {
+            // inherited: make sure it survives execve
+            let _ = sys::clear_cloexec(i as c_int);
+        }
+    }
+    Ok(())
+}
+
+/// execve each candidate in turn (a PATH search); ENOENT and ENOTDIR move on,
+/// EACCES is remembered as execvp does, anything else is final.
+fn exec(plan: &Plan, err_w: c_int) -> ! {
+    let mut denied: Option<usize> = None;
+    for (i, path) in plan.exec_paths.iter().enumerate() {
+        // SAFETY: argv_ptrs and env_ptrs are NULL-terminated arrays into the plan's CStrings.
+        let e = unsafe { sys::execve(path, plan.argv_ptrs.as_ptr(), plan.env_ptrs.as_ptr()) };
+        match e {
+            libc::ENOENT | libc::ENOTDIR => {}
+            libc::EACCES => {
+                denied.get_or_insert(i);
+            }
+            _ => fail(err_w, Step::Execve, e, i),
+        }
+    }
+    match denied {
+        Some(i) => fail(err_w, Step::Execve, libc::EACCES, i),
+        None => fail(err_w, Step::Execve, libc::ENOENT, 0),
+    }
+}

@@ -1,0 +1,257 @@
+//! The Python edge: the only pyo3 code in the crate.
+//!
+//! One typed value crosses the boundary (the spec dict, see `_native.pyi`);
+//! long calls release the GIL through `py.detach`; every Rust error becomes
+//! a `fastcontain.errors` exception in exactly one place, [`to_py`].
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::errors::{Error, SpecError, Step};
+use crate::plan;
+use crate::spawn as core;
+use crate::spec::{MountSpec, Overlay, Spec};
+
+/// Convert a Rust error into the exception the Python layer defines.
+fn to_py(py: Python<'_>, err: Error) -> PyErr {
+    let made = (|| -> PyResult<PyErr> {
+        let errors = py.import("fastcontain.errors")?;
+        Ok(match err {
+            Error::Spec(e) => {
+                PyErr::from_value(errors.getattr("ConfigError")?.call1((e.field, e.value, e.reason))?)
+            }
+            Error::Spawn(e) => {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("step", e.step.name())?;
+                kwargs.set_item("errno", e.errno)?;
+                kwargs.set_item("path", e.path)?;
+                PyErr::from_value(errors.getattr("SpawnError")?.call((e.message,), Some(&kwargs))?)
+            }
+        })
+    })();
+    made.unwrap_or_else(|e| e)
+}
+
+fn os_error(py: Python<'_>, errno: i32, what: &str) -> PyErr {
+    let _ = py;
+    PyOSError::new_err((errno, format!("{what}: {}", std::io::Error::from_raw_os_error(errno))))
+}
+
+type Fields<'py> = HashMap<String, Bound<'py, PyAny>>;
+
+fn bad(field: &str, value: &Bound<'_, PyAny>, reason: &str) -> Error {
+    let shown = value.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
+    Error::Spec(SpecError::new(field, shown, reason))
+}
+
+/// Take `key` out of the spec as a `T`, or `default` when absent or None.
+fn take<'py, T>(f: &mut Fields<'py>, key: &str, what: &str, default: impl FnOnce() -> T) -> Result<T, Error>
+where
+    T: for<'a> FromPyObject<'a, 'py>,
+{
+    match f.remove(key) {
+        None => Ok(default()),
+        Some(v) if v.is_none() => Ok(default()),
+        Some(v) => v.extract::<T>().map_err(|_| bad(key, &v, &format!("expected {what}"))),
+    }
+}
+
+fn required<'py, T>(f: &mut Fields<'py>, key: &str, what: &str) -> Result<T, Error>
+where
+    T: for<'a> FromPyObject<'a, 'py>,
+{
+    match f.get(key) {
+        Some(v) if !v.is_none() => take(f, key, what, || unreachable!()),
+        _ => Err(Error::Spec(SpecError::new(key, "None", format!("required ({what})")))),
+    }
+}
+
+fn fields<'py>(obj: &Bound<'py, PyAny>, name: &str) -> Result<Fields<'py>, Error> {
+    obj.extract::<Fields<'py>>()
+        .map_err(|_| bad(name, obj, "expected a dict with string keys"))
+}
+
+fn no_more(f: Fields<'_>, name: &str) -> Result<(), Error> {
+    match f.into_iter().next() {
+        Some((k, v)) => Err(bad(&format!("{name}{k}"), &v, "unknown spec key")),
+        None => Ok(()),
+    }
+}
+
+fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
+    let mut f = fields(obj, "spec")?;
+    let d = Spec::default();
+    let overlay = match f.remove("overlay") {
+        Some(o) if !o.is_none() => {
+            let mut of = fields(&o, "overlay")?;
+            let ov = Overlay {
+                lower: required(&mut of, "lower", "a list of directories")?,
+                upper: required(&mut of, "upper", "a directory")?,
+                work: required(&mut of, "work", "a directory")?,
+            };
+            no_more(of, "overlay.")?;
+            Some(ov)
+        }
+        _ => None,
+    };
+    let raw_mounts: Vec<Bound<'_, PyAny>> = take(&mut f, "mounts", "a list of dicts", Vec::new)?;
+    let mut mounts = Vec::with_capacity(raw_mounts.len());
+    for (i, m) in raw_mounts.iter().enumerate() {
+        let name = format!("mounts[{i}]");
+        let mut mf = fields(m, &name)?;
+        mounts.push(MountSpec {
+            source: take(&mut mf, "source", "a string", || "none".to_string())?,
+            target: required(&mut mf, "target", "an absolute path")?,
+            fstype: take(&mut mf, "type", "a string", || "bind".to_string())?,
+            options: take(&mut mf, "options", "a list of strings", Vec::new)?,
+        });
+        no_more(mf, &format!("{name}."))?;
+    }
+    let spec = Spec {
+        argv: required(&mut f, "argv", "a list of strings")?,
+        env: take(&mut f, "env", "a list of KEY=VALUE strings", Vec::new)?,
+        cwd: take(&mut f, "cwd", "a string", || d.cwd.clone())?,
+        rootfs: required(&mut f, "rootfs", "an absolute directory")?,
+        overlay,
+        readonly_rootfs: take(&mut f, "readonly_rootfs", "a bool", || false)?,
+        namespaces: take(&mut f, "namespaces", "a list of strings", || d.namespaces.clone())?,
+        hostname: take(&mut f, "hostname", "a string", || None)?,
+        default_mounts: take(&mut f, "default_mounts", "a bool", || true)?,
+        mounts,
+        uid: take(&mut f, "uid", "an int", || 0)?,
+        gid: take(&mut f, "gid", "an int", || 0)?,
+        groups: take(&mut f, "groups", "a list of ints", Vec::new)?,
+        umask: take(&mut f, "umask", "an int", || d.umask)?,
+        stdio: take(&mut f, "stdio", "three ints", || d.stdio)?,
+        cpus: take(&mut f, "cpus", "a list of ints", || None)?,
+        cgroup_fd: take(&mut f, "cgroup_fd", "an int", || None)?,
+        wait_for_start: take(&mut f, "wait_for_start", "a bool", || false)?,
+    };
+    no_more(f, "")?;
+    Ok(spec)
+}
+
+/// A container's init process (see `_native.pyi`).
+#[pyclass(frozen, name = "Child", module = "fastcontain._native")]
+struct PyChild {
+    inner: core::Child,
+}
+
+#[pymethods]
+impl PyChild {
+    #[getter]
+    fn pid(&self) -> i32 {
+        self.inner.pid()
+    }
+
+    #[getter]
+    fn pidfd(&self) -> i32 {
+        self.inner.pidfd()
+    }
+
+    #[getter]
+    fn clone_method(&self) -> &'static str {
+        self.inner.method().name()
+    }
+
+    #[getter]
+    fn returncode(&self) -> Option<i32> {
+        self.inner.returncode()
+    }
+
+    #[getter]
+    fn started(&self) -> bool {
+        self.inner.started()
+    }
+
+    #[getter]
+    fn timings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let t = self.inner.timings();
+        let d = PyDict::new(py);
+        d.set_item("plan", t.plan)?;
+        d.set_item("clone", t.clone)?;
+        d.set_item("setup", t.setup)?;
+        d.set_item("start", t.start)?;
+        Ok(d)
+    }
+
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.start()).map_err(|e| to_py(py, Error::Spawn(e)))
+    }
+
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<i32>> {
+        let deadline = match timeout {
+            Some(t) if !(t >= 0.0 && t.is_finite()) => {
+                return Err(to_py(py, Error::Spec(SpecError::new("timeout", t.to_string(), "must be >= 0"))));
+            }
+            Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
+            None => None,
+        };
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match py.detach(|| self.inner.wait(left)) {
+                Ok(rc) => return Ok(rc),
+                // a signal: let Python run its handlers (KeyboardInterrupt), then go on waiting
+                Err(libc::EINTR) => py.check_signals()?,
+                Err(e) => return Err(os_error(py, e, "waiting for the container's init")),
+            }
+        }
+    }
+
+    fn poll(&self, py: Python<'_>) -> PyResult<Option<i32>> {
+        self.inner.poll().map_err(|e| os_error(py, e, "waitid on the container's pidfd"))
+    }
+
+    fn send_signal(&self, py: Python<'_>, sig: i32) -> PyResult<()> {
+        self.inner
+            .send_signal(sig)
+            .map_err(|e| os_error(py, e, &format!("pidfd_send_signal({sig}) to the container's init")))
+    }
+
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.inner.close())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Child pid={} method={} returncode={:?}>",
+            self.inner.pid(),
+            self.inner.method().name(),
+            self.inner.returncode()
+        )
+    }
+}
+
+#[pyfunction]
+fn spawn(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<PyChild> {
+    let t = Instant::now();
+    let spec = extract_spec(spec).map_err(|e| to_py(py, e))?;
+    let result = py.detach(move || -> Result<core::Child, Error> {
+        let (plan, describe) = plan::build(&spec)?;
+        let plan_ns = t.elapsed().as_nanos() as u64;
+        Ok(core::spawn(plan, describe, plan_ns)?)
+    });
+    result.map(|inner| PyChild { inner }).map_err(|e| to_py(py, e))
+}
+
+#[pyfunction]
+fn plan_mounts(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Vec<plan::MountRow>> {
+    let spec = extract_spec(spec).map_err(|e| to_py(py, e))?;
+    plan::mount_table(&spec).map_err(|e| to_py(py, Error::Spec(e)))
+}
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(spawn, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_mounts, m)?)?;
+    m.add_class::<PyChild>()?;
+    let steps: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+    m.add("STEPS", steps)?;
+    Ok(())
+}

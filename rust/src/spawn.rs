@@ -1,0 +1,436 @@
+//! The parent's side of a spawn: pipes, one clone3, the child's status, and
+//! the handle that waits for, signals and reaps the container's init.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use libc::c_int;
+
+use crate::child;
+use crate::errors::{Record, SpawnError, Step};
+use crate::plan::{Describe, Plan};
+use crate::sys;
+
+/// How the child was created, for the record (and for the benches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneMethod {
+    Clone3,
+    /// clone3 with CLONE_INTO_CGROUP: born in its cgroup.
+    Clone3Cgroup,
+    /// clone(2), where clone3 is missing; the cgroup is joined by a cgroup.procs write.
+    Clone,
+}
+
+impl CloneMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            CloneMethod::Clone3 => "clone3",
+            CloneMethod::Clone3Cgroup => "clone3+cgroup",
+            CloneMethod::Clone => "clone",
+        }
+    }
+}
+
+/// Nanoseconds the parent spent in each part of a spawn.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub plan: u64,
+    pub clone: u64,
+    pub setup: u64,
+    pub start: u64,
+}
+
+struct State {
+    /// Read end of the error pipe, until execve is confirmed.
+    err_r: Option<OwnedFd>,
+    /// Write end of the sync pipe, until start.
+    sync_w: Option<OwnedFd>,
+    started: bool,
+    returncode: Option<i32>,
+    timings: Timings,
+}
+
+/// A spawned container's init process.
+pub struct Child {
+    pid: libc::pid_t,
+    /// Shared so that a waiter keeps the descriptor alive while it polls unlocked.
+    pidfd: Mutex<Option<Arc<OwnedFd>>>,
+    method: CloneMethod,
+    state: Mutex<State>,
+    describe: Describe,
+}
+
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: fd was just returned by the kernel to us and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A pipe whose two ends are >= 3, so they never collide with the stdio the
+/// child sets up (the caller may have closed its own 0, 1, 2).
+fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let (r, w) = sys::pipe_cloexec().map_err(|e| {
+        SpawnError::new(Step::Pipe, e, None, "creating the status pipe failed".into())
+    })?;
+    let (r, w) = (owned(r), owned(w));
+    let lift = |fd: OwnedFd| -> Result<OwnedFd, SpawnError> {
+        if fd.as_raw_fd() >= 3 {
+            return Ok(fd);
+        }
+        // SAFETY: plain integers.
+        let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        if n < 0 {
+            return Err(SpawnError::last_os(Step::Pipe, "moving the status pipe above stdio"));
+        }
+        Ok(owned(n))
+    };
+    Ok((lift(r)?, lift(w)?))
+}
+
+fn elapsed_ns(t: Instant) -> u64 {
+    t.elapsed().as_nanos() as u64
+}
+
+/// Clone the container's init from `plan` and return once it is ready
+/// (waiting for start) or has exec'd. `plan_ns` is what building the plan cost.
+pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, SpawnError> {
+    let (err_r, err_w) = pipe()?;
+    let (sync_r, sync_w) = if plan.wait_for_start {
+        let (r, w) = pipe()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+
+    let t_clone = Instant::now();
+    let (pid, pidfd, method, sync_r, sync_w) = {
+        let mut pidfd: c_int = -1;
+        let mut args = sys::CloneArgs {
+            flags: plan.clone_flags,
+            pidfd: &mut pidfd as *mut c_int as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: plan.cgroup_fd.unwrap_or(0).max(0) as u64,
+            ..Default::default()
+        };
+        let method = if plan.cgroup_fd.is_some() { CloneMethod::Clone3Cgroup } else { CloneMethod::Clone3 };
+        let fds = child::Fds {
+            err_w: err_w.as_raw_fd(),
+            sync_r: sync_r.as_ref().map(|f| f.as_raw_fd()),
+            parent_ends: [err_r.as_raw_fd(), sync_w.as_ref().map_or(-1, |f| f.as_raw_fd())],
+        };
+        // Signals stay blocked across the clone so that no handler of ours runs in the child.
+        let old_mask = sys::block_all_signals();
+        // SAFETY: the child side only calls child::run, which is async-signal-safe and ends in execve or _exit.
+        let r = unsafe { sys::clone3(&mut args) };
+        let r = match r {
+            Ok(0) => child::run(&plan, &fds),
+            Ok(pid) => Ok((pid, method, sync_r, sync_w)),
+            Err(libc::ENOSYS) => {
+                sys::set_signal_mask(&old_mask);
+                return clone_fallback(plan, describe, plan_ns, err_r, err_w, sync_r, sync_w, t_clone);
+            }
+            Err(e) => Err(e),
+        };
+        sys::set_signal_mask(&old_mask);
+        match r {
+            Ok((pid, method, sync_r, sync_w)) => (pid, owned(pidfd), method, sync_r, sync_w),
+            Err(e) => return Err(clone_error(&plan, e)),
+        }
+    };
+    drop(plan);
+    finish(pid, pidfd, method, err_r, err_w, sync_r, sync_w, describe, plan_ns, t_clone)
+}
+
+fn clone_error(plan: &Plan, e: i32) -> SpawnError {
+    if plan.cgroup_fd.is_some() && matches!(e, libc::EBUSY | libc::EOPNOTSUPP | libc::EACCES | libc::EBADF) {
+        return SpawnError::new(
+            Step::CgroupAttach,
+            e,
+            None,
+            "clone3 into the container's cgroup (CLONE_INTO_CGROUP) failed: is cgroup_fd a cgroup v2 directory \
+             without processes in its children and with its controllers enabled?"
+                .into(),
+        );
+    }
+    let hint = match e {
+        libc::EPERM => ": creating namespaces needs CAP_SYS_ADMIN",
+        libc::ENOSPC => ": a namespace limit (/proc/sys/user/max_*_namespaces) is reached",
+        libc::EAGAIN => ": the process limit is reached",
+        _ => "",
+    };
+    SpawnError::new(Step::Clone, e, None, format!("clone3 of the container's init failed{hint}"))
+}
+
+/// Kernels without clone3 (before 5.3): clone(2), then the cgroup joined by a
+/// write to cgroup.procs while the child waits on the sync pipe.
+#[allow(clippy::too_many_arguments)]
+fn clone_fallback(
+    plan: Plan,
+    describe: Describe,
+    plan_ns: u64,
+    err_r: OwnedFd,
+    err_w: OwnedFd,
+    mut sync_r: Option<OwnedFd>,
+    mut sync_w: Option<OwnedFd>,
+    t_clone: Instant,
+) -> Result<Child, SpawnError> {
+    let cgroup_fd = plan.cgroup_fd;
+    let hold = cgroup_fd.is_some() && sync_r.is_none();
+    if hold {
+        let (r, w) = pipe()?;
+        sync_r = Some(r);
+        sync_w = Some(w);
+    }
+    let fds = child::Fds {
+        err_w: err_w.as_raw_fd(),
+        sync_r: sync_r.as_ref().map(|f| f.as_raw_fd()),
+        parent_ends: [err_r.as_raw_fd(), sync_w.as_ref().map_or(-1, |f| f.as_raw_fd())],
+    };
+    let mut pidfd: c_int = -1;
+    let flags = plan.clone_flags & !sys::CLONE_INTO_CGROUP;
+    let old_mask = sys::block_all_signals();
+    // SAFETY: as for clone3 above.
+    let r = unsafe { sys::clone_legacy(flags, &mut pidfd) };
+    if let Ok(0) = r {
+        child::run(&plan, &fds)
+    }
+    sys::set_signal_mask(&old_mask);
+    let pid = r.map_err(|e| clone_error(&plan, e))?;
+    let pidfd = owned(pidfd);
+    drop(plan);
+    if let Some(cg) = cgroup_fd {
+        let joined = sys::write_file_at(cg, c"cgroup.procs", pid.to_string().as_bytes());
+        if let Err(e) = joined {
+            kill_and_reap(&pidfd);
+            return Err(SpawnError::new(
+                Step::CgroupAttach,
+                e,
+                Some("cgroup.procs".into()),
+                format!("writing pid {pid} to the container cgroup's cgroup.procs failed"),
+            ));
+        }
+    }
+    let child = finish(pid, pidfd, CloneMethod::Clone, err_r, err_w, sync_r, sync_w, describe, plan_ns, t_clone)?;
+    if hold {
+        child.start()?;
+    }
+    Ok(child)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+    method: CloneMethod,
+    err_r: OwnedFd,
+    err_w: OwnedFd,
+    sync_r: Option<OwnedFd>,
+    sync_w: Option<OwnedFd>,
+    describe: Describe,
+    plan_ns: u64,
+    t_clone: Instant,
+) -> Result<Child, SpawnError> {
+    let clone_ns = elapsed_ns(t_clone);
+    // Our copies of the child's ends go, so that its exec or death is seen as EOF.
+    drop(err_w);
+    drop(sync_r);
+    let waits = sync_w.is_some();
+    let child = Child {
+        pid,
+        pidfd: Mutex::new(Some(Arc::new(pidfd))),
+        method,
+        state: Mutex::new(State {
+            err_r: Some(err_r),
+            sync_w,
+            started: !waits,
+            returncode: None,
+            timings: Timings { plan: plan_ns, clone: clone_ns, ..Default::default() },
+        }),
+        describe,
+    };
+    let t_setup = Instant::now();
+    {
+        let mut st = child.lock();
+        child.read_status(&mut st, waits)?;
+        st.timings.setup = elapsed_ns(t_setup);
+    }
+    Ok(child)
+}
+
+fn kill_and_reap(pidfd: &OwnedFd) {
+    let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+    let _ = sys::waitid_pidfd(pidfd.as_raw_fd(), false);
+}
+
+impl Child {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pidfd_arc(&self) -> Option<Arc<OwnedFd>> {
+        self.pidfd.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    pub fn pidfd(&self) -> RawFd {
+        self.pidfd_arc().map_or(-1, |f| f.as_raw_fd())
+    }
+
+    pub fn method(&self) -> CloneMethod {
+        self.method
+    }
+
+    pub fn started(&self) -> bool {
+        self.lock().started
+    }
+
+    pub fn timings(&self) -> Timings {
+        self.lock().timings
+    }
+
+    pub fn returncode(&self) -> Option<i32> {
+        self.lock().returncode
+    }
+
+    /// Read the child's next status from the error pipe: READY (when it waits
+    /// for start), EOF (exec'd), or a failure record (then it is reaped).
+    fn read_status(&self, st: &mut State, expect_ready: bool) -> Result<(), SpawnError> {
+        let Some(err_r) = st.err_r.as_ref() else { return Ok(()) };
+        let mut buf = [0u8; Record::SIZE];
+        let got = sys::read_full(err_r.as_raw_fd(), &mut buf).map_err(|e| {
+            SpawnError::new(Step::ReadStatus, e, None, "reading the container's start status failed".into())
+        });
+        let failure = match got {
+            Err(e) => e,
+            Ok(0) if !expect_ready => {
+                st.err_r = None;
+                return Ok(());
+            }
+            Ok(0) => SpawnError::new(
+                Step::ReadStatus,
+                0,
+                None,
+                "the container's init died during its set-up without reporting a step".into(),
+            ),
+            Ok(n) if n == Record::SIZE => {
+                let rec = Record::from_bytes(&buf);
+                if rec.step == Record::READY && expect_ready {
+                    return Ok(());
+                }
+                self.describe.error(rec)
+            }
+            Ok(n) => SpawnError::new(
+                Step::ReadStatus,
+                0,
+                None,
+                format!("the container's init sent a short status ({n} of {} bytes)", Record::SIZE),
+            ),
+        };
+        st.err_r = None;
+        st.sync_w = None;
+        if let Some(fd) = self.pidfd_arc() {
+            kill_and_reap(&fd);
+        }
+        st.returncode = Some(-libc::SIGKILL);
+        Err(failure)
+    }
+
+    /// Let a child that waits for start go on; returns once it exec'd.
+    pub fn start(&self) -> Result<(), SpawnError> {
+        let t = Instant::now();
+        let mut st = self.lock();
+        if st.started {
+            return Ok(());
+        }
+        let Some(sync_w) = st.sync_w.take() else {
+            return Err(SpawnError::new(Step::Start, libc::EINVAL, None, "the container cannot be started again".into()));
+        };
+        if st.returncode.is_some() {
+            return Err(SpawnError::new(Step::Start, libc::ESRCH, None, "the container's init is gone".into()));
+        }
+        let w = sys::write_all(sync_w.as_raw_fd(), b"s");
+        drop(sync_w);
+        if let Err(e) = w {
+            return Err(SpawnError::new(Step::Start, e, None, "telling the container to start failed".into()));
+        }
+        st.started = true;
+        self.read_status(&mut st, false)?;
+        st.timings.start = elapsed_ns(t);
+        Ok(())
+    }
+
+    /// Reap without blocking.
+    pub fn poll(&self) -> Result<Option<i32>, i32> {
+        let mut st = self.lock();
+        if st.returncode.is_some() {
+            return Ok(st.returncode);
+        }
+        let Some(fd) = self.pidfd_arc() else { return Ok(st.returncode) };
+        if let Some(rc) = sys::waitid_pidfd(fd.as_raw_fd(), true)? {
+            st.returncode = Some(rc);
+        }
+        Ok(st.returncode)
+    }
+
+    /// Wait until the child exits or `timeout` passes (Ok(None)). Returns
+    /// Err(EINTR) when a signal arrived, so the caller can run its handlers
+    /// and call again with what is left of its timeout.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<Option<i32>, i32> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(rc) = self.poll()? {
+                return Ok(Some(rc));
+            }
+            let Some(fd) = self.pidfd_arc() else { return Ok(None) };
+            let ms = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    left.as_millis().clamp(1, c_int::MAX as u128) as c_int
+                }
+            };
+            sys::poll_readable(fd.as_raw_fd(), ms)?;
+        }
+    }
+
+    /// pidfd_send_signal; nothing to do once the child is reaped.
+    pub fn send_signal(&self, sig: c_int) -> Result<(), i32> {
+        let st = self.lock();
+        if st.returncode.is_some() {
+            return Ok(());
+        }
+        let Some(fd) = self.pidfd_arc() else { return Ok(()) };
+        match sys::pidfd_send_signal(fd.as_raw_fd(), sig) {
+            Ok(()) | Err(libc::ESRCH) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// SIGKILL and reap if still there, then close every descriptor. Idempotent.
+    pub fn close(&self) {
+        let mut st = self.lock();
+        st.sync_w = None;
+        st.err_r = None;
+        let fd = self.pidfd.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(fd) = fd {
+            if st.returncode.is_none() {
+                let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+                if let Ok(Some(rc)) = sys::waitid_pidfd(fd.as_raw_fd(), false) {
+                    st.returncode = Some(rc);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
