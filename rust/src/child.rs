@@ -82,6 +82,9 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     if let Some(sync_r) = fds.sync_r {
         step!(fds, Step::WaitStart, 0, wait_for_start(fds.err_w, sync_r));
     }
+    if plan.late_cgroupns {
+        step!(fds, Step::UnshareCgroupns, 0, sys::unshare(libc::CLONE_NEWCGROUP));
+    }
 
     if let Some(set) = &plan.cpus {
         step!(fds, Step::Affinity, 0, sys::sched_setaffinity(set));

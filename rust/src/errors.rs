@@ -52,6 +52,7 @@ steps! {
     Sethostname = "sethostname",
     LoopbackUp = "loopback up",
     WaitStart = "wait for start",
+    UnshareCgroupns = "unshare cgroup namespace",
     Affinity = "sched_setaffinity",
     Chdir = "chdir",
     Setgroups = "setgroups",

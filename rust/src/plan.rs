@@ -67,6 +67,10 @@ pub struct Plan {
     pub readonly_root: bool,
     pub hostname: Option<Vec<u8>>,
     pub loopback_up: bool,
+    /// The cgroup namespace is made after start, once the caller has placed
+    /// the child in its cgroups (as runc does), so that its root is the
+    /// container's cgroup in every hierarchy, v1 ones included.
+    pub late_cgroupns: bool,
     pub cpus: Option<libc::cpu_set_t>,
     pub cwd: CString,
     pub uid: libc::uid_t,
@@ -506,7 +510,11 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     let mut env_ptrs: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
 
+    let late_cgroupns = spec.wait_for_start && ns_flags & libc::CLONE_NEWCGROUP as u64 != 0;
     let mut clone_flags = ns_flags | sys::CLONE_PIDFD;
+    if late_cgroupns {
+        clone_flags &= !(libc::CLONE_NEWCGROUP as u64);
+    }
     if spec.cgroup_fd.is_some() {
         clone_flags |= sys::CLONE_INTO_CGROUP;
     }
@@ -521,6 +529,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         readonly_root: spec.readonly_rootfs,
         hostname,
         loopback_up: ns_flags & libc::CLONE_NEWNET as u64 != 0,
+        late_cgroupns,
         cpus: spec.cpus.as_deref().map(cpu_set).transpose()?,
         cwd: cstring("cwd", &spec.cwd)?,
         uid: spec.uid,
@@ -656,6 +665,16 @@ mod tests {
         s.cwd = "/".into();
         let (_, d) = build(&s).unwrap();
         assert!(d.ops.iter().all(|(p, _)| p != "/"));
+    }
+
+    #[test]
+    fn a_waiting_child_makes_its_cgroup_namespace_after_start() {
+        let mut s = spec();
+        let (plan, _) = build(&s).unwrap();
+        assert!(!plan.late_cgroupns && plan.clone_flags & libc::CLONE_NEWCGROUP as u64 != 0);
+        s.wait_for_start = true;
+        let (plan, _) = build(&s).unwrap();
+        assert!(plan.late_cgroupns && plan.clone_flags & libc::CLONE_NEWCGROUP as u64 == 0);
     }
 
     #[test]

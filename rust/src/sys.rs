@@ -186,6 +186,11 @@ pub fn sethostname(name: &[u8]) -> SysResult<()> {
     check_int(unsafe { libc::sethostname(name.as_ptr() as *const c_char, name.len()) }).map(|_| ())
 }
 
+pub fn unshare(flags: c_int) -> SysResult<()> {
+    // SAFETY: plain integers.
+    check_int(unsafe { libc::unshare(flags) }).map(|_| ())
+}
+
 pub fn sched_setaffinity(set: &libc::cpu_set_t) -> SysResult<()> {
     // SAFETY: set is a live cpu_set_t of the size passed.
     check_int(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) })
