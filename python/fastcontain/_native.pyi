@@ -24,6 +24,15 @@ fastcontain.spec from validated config. Its keys:
   stdio         list[int]        three host fds made the container's 0, 1, 2; -1 inherits the caller's
   cpus          list[int] | None sched_setaffinity before exec
   cgroup_fd     int | None       an open cgroup v2 directory: the child is born in it (CLONE_INTO_CGROUP)
+  capabilities  list[str] | None the capabilities kept in the bounding, permitted and effective sets
+                                 (ambient cleared, inheritable empty); None keeps the caller's (privileged)
+  no_new_privileges bool         prctl(PR_SET_NO_NEW_PRIVS) before execve
+  seccomp       SeccompProgram | None  from compile_seccomp(), loaded last before execve
+                                 (before the capabilities are dropped when no_new_privileges is off)
+  masked_paths  list[str]        hidden: /dev/null over files, an empty read-only tmpfs over directories
+  readonly_paths list[str]       bound read-only onto themselves; missing paths are skipped
+  rlimits       list[tuple[str, int, int]]  ("RLIMIT_NOFILE" or "nofile", soft, hard)
+  oom_score_adj int | None       written to /proc/self/oom_score_adj
   wait_for_start bool            the child stops after its set-up, before affinity, credentials and
                                  execve, until Child.start(); lets the caller place it in v1 cgroups
                                  and wire its network between create and start
@@ -67,9 +76,30 @@ class Child:
     def close(self) -> None:
         """Kill (SIGKILL) and reap the child if still there; close the descriptors. Idempotent."""
 
+class SeccompProgram:
+    """A compiled seccomp profile: a stack of BPF filters, shared by every container."""
+    @property
+    def skipped(self) -> list[str]:
+        """Syscall names the profile gave that x86_64 does not have (ignored, as libseccomp does)."""
+    @property
+    def sizes(self) -> list[int]:
+        """BPF instructions per filter, in loading order."""
+
+def compile_seccomp(
+    filters: Sequence[tuple[str, int, str, int, Mapping[str, Sequence[Sequence[tuple[int, str, int, int]]]]]],
+) -> SeccompProgram:
+    """Compile filters (default action, its errno, matched action, its errno, {syscall: rules}).
+    Actions: allow, errno, kill_process, kill_thread, trap, log. A syscall with no rules matches
+    always; otherwise when all (arg index, op, value, mask) of any one rule hold. Ops: eq, ne,
+    lt, le, gt, ge, masked_eq (value compared with arg & mask). The kernel runs every filter and
+    keeps the strictest action; among equal actions, the later filter's errno."""
+
 def plan_mounts(spec: Mapping[str, Any]) -> list[tuple[str, str, str, int, str]]:
     """The mount table the child would carry out, as (source, target, fstype, flags, data).
     For tests and debugging; performs no syscall."""
+
+CAPABILITIES: list[str]
+"""Every capability name, by number (CAP_CHOWN is 0)."""
 
 STEPS: list[str]
 """The names of the child's steps, in order (the 'step' of a SpawnError)."""

@@ -86,18 +86,66 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
         step!(fds, Step::UnshareCgroupns, 0, sys::unshare(libc::CLONE_NEWCGROUP));
     }
 
+    for (i, (res, soft, hard)) in plan.rlimits.iter().enumerate() {
+        step!(fds, Step::Rlimit, i, sys::setrlimit(*res, *soft, *hard));
+    }
+    if let Some(v) = &plan.oom_score_adj {
+        step!(fds, Step::OomScoreAdj, 0, sys::write_path(c"/proc/self/oom_score_adj", v));
+    }
     if let Some(set) = &plan.cpus {
         step!(fds, Step::Affinity, 0, sys::sched_setaffinity(set));
+    }
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it (as runc does).
+    if !plan.no_new_privs {
+        step!(fds, Step::Seccomp, 0, load_seccomp(plan));
+    }
+    if let Some(keep) = plan.caps {
+        step!(fds, Step::CapBounding, 0, drop_bounding(keep, plan.last_cap));
     }
     step!(fds, Step::Setgroups, 0, sys::setgroups(&plan.groups));
     step!(fds, Step::Setgid, 0, sys::setresgid(plan.gid));
     step!(fds, Step::Setuid, 0, sys::setresuid(plan.uid));
+    if let Some(keep) = plan.caps {
+        // root keeps the set; any other uid lost its permitted set in setresuid, as in docker.
+        // The inheritable set stays empty (CVE-2022-24769: no capabilities through execve of a file).
+        let set = if plan.uid == 0 { keep } else { 0 };
+        step!(fds, Step::Capset, 0, sys::capset(set, set, 0));
+        step!(fds, Step::Capset, 0, sys::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong));
+    }
+    if plan.no_new_privs {
+        step!(fds, Step::NoNewPrivs, 0, sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1));
+    }
     // After setuid, as runc does: the working directory must be usable by the user.
     step!(fds, Step::Chdir, 0, sys::chdir(&plan.cwd));
     sys::umask(plan.umask);
     step!(fds, Step::Stdio, 0, set_stdio(&plan.stdio));
     step!(fds, Step::CloseFds, 0, sys::cloexec_from(3));
+    if plan.no_new_privs {
+        step!(fds, Step::Seccomp, 0, load_seccomp(plan));
+    }
     exec(plan, fds.err_w)
+}
+
+fn load_seccomp(plan: &Plan) -> sys::SysResult<()> {
+    if let Some(p) = &plan.seccomp {
+        for f in &p.filters {
+            sys::seccomp_load(f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Drop every capability not in `keep` from the bounding set.
+fn drop_bounding(keep: u64, last_cap: u32) -> sys::SysResult<()> {
+    for cap in 0..=last_cap.min(63) {
+        if keep & (1 << cap) == 0 {
+            match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) {
+                Ok(()) | Err(libc::EINVAL) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn make_root_private() -> sys::SysResult<()> {
@@ -131,7 +179,27 @@ fn do_op(op: &Op) -> sys::SysResult<()> {
         Op::SetAttr { target, attr } => sys::mount_setattr_recursive(target, *attr),
         Op::Mknod { path, mode, dev } => sys::mknod(path, *mode, *dev),
         Op::Symlink { target, link } => sys::symlink(target, link),
+        Op::Mask { target } => {
+            let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            match sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), ro, Some(c"size=0")) {
+                Err(libc::ENOTDIR) => {
+                    sys::mount(Some(c"/dev/null"), target, None, libc::MS_BIND, None).or_else(skip_missing)
+                }
+                r => r.or_else(skip_missing),
+            }
+        }
+        Op::ReadOnly { target } => {
+            match sys::mount(Some(target), target, None, libc::MS_BIND | libc::MS_REC, None) {
+                Ok(()) => sys::mount_setattr_recursive(target, sys::MOUNT_ATTR_RDONLY),
+                r => r.or_else(skip_missing),
+            }
+        }
     }
+}
+
+/// A masked or read-only path the kernel does not have is not an error.
+fn skip_missing(e: i32) -> sys::SysResult<()> {
+    if e == libc::ENOENT { Ok(()) } else { Err(e) }
 }
 
 /// The C string at the start of a NUL-padded buffer (no allocation).

@@ -6,6 +6,7 @@
 //! [`child`] carries the plan out step by step, ending in execve. Only
 //! [`py`] knows about Python.
 
+pub mod caps;
 pub mod child;
 pub mod errors;
 pub mod mount;
@@ -13,6 +14,8 @@ pub mod namespaces;
 pub mod plan;
 #[cfg(feature = "python")]
 mod py;
+pub mod seccomp;
 pub mod spawn;
 pub mod spec;
+pub mod syscalls;
 pub mod sys;

@@ -6,6 +6,7 @@
 //! child's `{step, errno, index}` record into a message naming the path.
 
 use std::ffi::CString;
+use std::sync::Arc;
 use std::os::unix::fs::FileTypeExt;
 
 use libc::{c_char, c_ulong, mode_t};
@@ -15,6 +16,7 @@ use crate::mount::{self, BIND_REMOUNT_FLAGS, DEVICES, DEV_LINKS};
 use crate::namespaces;
 use crate::spec::{MountSpec, Spec};
 use crate::sys;
+use crate::{caps, seccomp::Program};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The child's stack buffer for `mkdir -p`; longer paths are refused in the plan.
@@ -39,6 +41,11 @@ pub enum Op {
     SetAttr { target: CString, attr: u64 },
     Mknod { path: CString, mode: mode_t, dev: libc::dev_t },
     Symlink { target: CString, link: CString },
+    /// Hide a path: an empty read-only tmpfs over a directory, /dev/null over
+    /// anything else. A path the kernel does not have is skipped.
+    Mask { target: CString },
+    /// Bind a path onto itself read-only, recursively. Missing paths are skipped.
+    ReadOnly { target: CString },
 }
 
 impl Op {
@@ -51,6 +58,8 @@ impl Op {
             Op::SetAttr { .. } => Step::SetAttr,
             Op::Mknod { .. } => Step::Mknod,
             Op::Symlink { .. } => Step::Symlink,
+            Op::Mask { .. } => Step::MaskPath,
+            Op::ReadOnly { .. } => Step::ReadonlyPath,
         }
     }
 }
@@ -71,6 +80,14 @@ pub struct Plan {
     /// the child in its cgroups (as runc does), so that its root is the
     /// container's cgroup in every hierarchy, v1 ones included.
     pub late_cgroupns: bool,
+    /// (resource, soft, hard) for setrlimit.
+    pub rlimits: Vec<(libc::c_int, u64, u64)>,
+    pub oom_score_adj: Option<Vec<u8>>,
+    /// The capability mask kept (bounding, permitted, effective, inheritable); None keeps all.
+    pub caps: Option<u64>,
+    pub last_cap: u32,
+    pub no_new_privs: bool,
+    pub seccomp: Option<Arc<Program>>,
     pub cpus: Option<libc::cpu_set_t>,
     pub cwd: CString,
     pub uid: libc::uid_t,
@@ -104,6 +121,7 @@ pub struct Describe {
     pub exec_paths: Vec<String>,
     pub path_searched: Option<String>,
     pub hostname: String,
+    pub rlimits: Vec<String>,
 }
 
 impl Describe {
@@ -129,6 +147,13 @@ impl Describe {
             Step::PivotRoot => {
                 (Some(self.rootfs.clone()), format!("pivot_root into {} failed", self.rootfs))
             }
+            Step::Rlimit => {
+                let what = self.rlimits.get(idx).cloned().unwrap_or_default();
+                let hint = if r.errno == libc::EPERM { " (raising a hard limit needs CAP_SYS_RESOURCE, which this host may not grant)" } else { "" };
+                (None, format!("setrlimit {what} failed{hint}"))
+            }
+            Step::Seccomp => (None, "loading the seccomp filter failed".into()),
+            Step::CapBounding | Step::Capset => (None, format!("{} failed", step.name())),
             Step::DetachOldRoot => (None, "detaching the old root after pivot_root failed".into()),
             Step::ReadonlyRoot => (Some("/".into()), "remounting / read-only failed".into()),
             Step::Sethostname => (None, format!("sethostname({:?}) failed", self.hostname)),
@@ -334,6 +359,32 @@ impl Builder<'_> {
     }
 }
 
+/// RLIMIT_* by name, as in the OCI runtime spec.
+pub const RLIMITS: &[(&str, libc::c_int)] = &[
+    ("RLIMIT_CPU", libc::RLIMIT_CPU as libc::c_int),
+    ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE as libc::c_int),
+    ("RLIMIT_DATA", libc::RLIMIT_DATA as libc::c_int),
+    ("RLIMIT_STACK", libc::RLIMIT_STACK as libc::c_int),
+    ("RLIMIT_CORE", libc::RLIMIT_CORE as libc::c_int),
+    ("RLIMIT_RSS", libc::RLIMIT_RSS as libc::c_int),
+    ("RLIMIT_NPROC", libc::RLIMIT_NPROC as libc::c_int),
+    ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE as libc::c_int),
+    ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK as libc::c_int),
+    ("RLIMIT_AS", libc::RLIMIT_AS as libc::c_int),
+    ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS as libc::c_int),
+    ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING as libc::c_int),
+    ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE as libc::c_int),
+    ("RLIMIT_NICE", libc::RLIMIT_NICE as libc::c_int),
+    ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO as libc::c_int),
+    ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME as libc::c_int),
+];
+
+fn rlimit_resource(name: &str) -> Option<libc::c_int> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("RLIMIT_") { upper } else { format!("RLIMIT_{upper}") };
+    RLIMITS.iter().find(|(n, _)| *n == full).map(|(_, r)| *r)
+}
+
 fn cpu_set(cpus: &[usize]) -> Result<libc::cpu_set_t, SpecError> {
     // SAFETY: cpu_set_t is plain bits; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -425,6 +476,16 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     }
     for (i, m) in spec.mounts.iter().enumerate() {
         b.mount(&format!("mounts[{i}]"), m)?;
+    }
+    for (i, p) in spec.masked_paths.iter().enumerate() {
+        let field = format!("masked_paths[{i}]");
+        let host = host_path(&field, &rootfs, p)?;
+        b.push(Op::Mask { target: cstring(&field, &host)? }, p, format!("masking {p} failed"));
+    }
+    for (i, p) in spec.readonly_paths.iter().enumerate() {
+        let field = format!("readonly_paths[{i}]");
+        let host = host_path(&field, &rootfs, p)?;
+        b.push(Op::ReadOnly { target: cstring(&field, &host)? }, p, format!("making {p} read-only failed"));
     }
     if !spec.cwd.trim_end_matches('/').is_empty() {
         // docker and runc create a missing working directory
@@ -519,6 +580,26 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         clone_flags |= sys::CLONE_INTO_CGROUP;
     }
 
+    let mut rlimits = Vec::with_capacity(spec.rlimits.len());
+    for (i, (name, soft, hard)) in spec.rlimits.iter().enumerate() {
+        let field = format!("rlimits[{i}]");
+        let Some(res) = rlimit_resource(name) else {
+            return Err(SpecError::new(field, name.clone(), "not a resource setrlimit(2) knows (RLIMIT_NOFILE, RLIMIT_NPROC, ...)"));
+        };
+        if soft > hard {
+            return Err(SpecError::new(field, format!("{name}={soft}:{hard}"), "the soft limit is above the hard limit"));
+        }
+        rlimits.push((res, *soft, *hard));
+        d.rlimits.push(format!("{name}={soft}:{hard}"));
+    }
+    let oom_score_adj = match spec.oom_score_adj {
+        Some(v) if !(-1000..=1000).contains(&v) => {
+            return Err(SpecError::new("oom_score_adj", v.to_string(), "must be between -1000 and 1000"));
+        }
+        Some(v) => Some(v.to_string().into_bytes()),
+        None => None,
+    };
+    let cap_mask = spec.capabilities.as_deref().map(|c| caps::mask("capabilities", c)).transpose()?;
     let plan = Plan {
         clone_flags,
         cgroup_fd: spec.cgroup_fd,
@@ -530,6 +611,12 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         hostname,
         loopback_up: ns_flags & libc::CLONE_NEWNET as u64 != 0,
         late_cgroupns,
+        rlimits,
+        oom_score_adj,
+        caps: cap_mask,
+        last_cap: caps::last_cap(),
+        no_new_privs: spec.no_new_privileges,
+        seccomp: spec.seccomp.clone(),
         cpus: spec.cpus.as_deref().map(cpu_set).transpose()?,
         cwd: cstring("cwd", &spec.cwd)?,
         uid: spec.uid,

@@ -5,6 +5,7 @@
 //! a `fastcontain.errors` exception in exactly one place, [`to_py`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyOSError;
@@ -13,6 +14,7 @@ use pyo3::types::PyDict;
 
 use crate::errors::{Error, SpecError, Step};
 use crate::plan;
+use crate::{caps, seccomp};
 use crate::spawn as core;
 use crate::spec::{MountSpec, Overlay, Spec};
 
@@ -130,6 +132,22 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         cpus: take(&mut f, "cpus", "a list of ints", || None)?,
         cgroup_fd: take(&mut f, "cgroup_fd", "an int", || None)?,
         wait_for_start: take(&mut f, "wait_for_start", "a bool", || false)?,
+        capabilities: take(&mut f, "capabilities", "a list of capability names", || None)?,
+        no_new_privileges: take(&mut f, "no_new_privileges", "a bool", || false)?,
+        seccomp: match f.remove("seccomp") {
+            Some(s) if !s.is_none() => Some(
+                s.cast::<PySeccomp>()
+                    .map_err(|_| bad("seccomp", &s, "expected a program from compile_seccomp()"))?
+                    .get()
+                    .program
+                    .clone(),
+            ),
+            _ => None,
+        },
+        masked_paths: take(&mut f, "masked_paths", "a list of paths", Vec::new)?,
+        readonly_paths: take(&mut f, "readonly_paths", "a list of paths", Vec::new)?,
+        rlimits: take(&mut f, "rlimits", "a list of (name, soft, hard)", Vec::new)?,
+        oom_score_adj: take(&mut f, "oom_score_adj", "an int", || None)?,
     };
     no_more(f, "")?;
     Ok(spec)
@@ -239,6 +257,58 @@ fn spawn(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<PyChild> {
     result.map(|inner| PyChild { inner }).map_err(|e| to_py(py, e))
 }
 
+/// A compiled seccomp profile, shared by every container that uses it.
+#[pyclass(frozen, name = "SeccompProgram", module = "fastcontain._native")]
+struct PySeccomp {
+    program: Arc<seccomp::Program>,
+}
+
+#[pymethods]
+impl PySeccomp {
+    /// Syscall names of the profile that x86_64 does not have (ignored).
+    #[getter]
+    fn skipped(&self) -> Vec<String> {
+        self.program.skipped.clone()
+    }
+
+    /// BPF instructions per filter.
+    #[getter]
+    fn sizes(&self) -> Vec<usize> {
+        self.program.filters.iter().map(|f| f.len()).collect()
+    }
+}
+
+type PyRule = Vec<(u8, String, u64, u64)>;
+type PyFilter = (String, u32, String, u32, HashMap<String, Vec<PyRule>>);
+
+/// filters: [(default_action, default_errno, matched_action, matched_errno, {syscall: [rule, ...]})],
+/// a rule being a list of (arg index, op, value, mask) that must all hold.
+#[pyfunction]
+fn compile_seccomp(py: Python<'_>, filters: Vec<PyFilter>) -> PyResult<PySeccomp> {
+    let mut descs = Vec::with_capacity(filters.len());
+    for (i, (dflt, derr, matched, merr, calls)) in filters.into_iter().enumerate() {
+        let field = format!("seccomp[{i}]");
+        let mut syscalls: Vec<(String, Vec<Vec<seccomp::Cond>>)> = calls
+            .into_iter()
+            .map(|(name, rules)| {
+                let rules = rules
+                    .into_iter()
+                    .map(|r| r.into_iter().map(|(index, op, value, mask)| seccomp::Cond { index, op, value, mask }).collect())
+                    .collect();
+                (name, rules)
+            })
+            .collect();
+        syscalls.sort_by(|a, b| a.0.cmp(&b.0));
+        descs.push(seccomp::FilterDesc {
+            default: seccomp::Action::parse(&field, &dflt, derr).map_err(|e| to_py(py, e.into()))?,
+            matched: seccomp::Action::parse(&field, &matched, merr).map_err(|e| to_py(py, e.into()))?,
+            syscalls,
+        });
+    }
+    let program = py.detach(|| seccomp::compile(&descs)).map_err(|e| to_py(py, e.into()))?;
+    Ok(PySeccomp { program: Arc::new(program) })
+}
+
 #[pyfunction]
 fn plan_mounts(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Vec<plan::MountRow>> {
     let spec = extract_spec(spec).map_err(|e| to_py(py, e))?;
@@ -251,6 +321,9 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(spawn, m)?)?;
     m.add_function(wrap_pyfunction!(plan_mounts, m)?)?;
     m.add_class::<PyChild>()?;
+    m.add_class::<PySeccomp>()?;
+    m.add_function(wrap_pyfunction!(compile_seccomp, m)?)?;
+    m.add("CAPABILITIES", caps::CAPS.to_vec())?;
     let steps: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
     m.add("STEPS", steps)?;
     Ok(())

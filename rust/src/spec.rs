@@ -1,6 +1,10 @@
 //! The spec: one frozen value from Python describing a container to spawn.
 //! Plain Rust; `py.rs` fills it from the dict documented in `_native.pyi`.
 
+use std::sync::Arc;
+
+use crate::seccomp::Program;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overlay {
     /// Read-only lower directories, topmost first.
@@ -50,6 +54,17 @@ pub struct Spec {
     pub cpus: Option<Vec<usize>>,
     pub cgroup_fd: Option<i32>,
     pub wait_for_start: bool,
+    /// The capabilities kept in every set; None keeps what the caller has (privileged).
+    pub capabilities: Option<Vec<String>>,
+    pub no_new_privileges: bool,
+    /// Compiled once per profile (seccomp::compile), shared by every container.
+    pub seccomp: Option<Arc<Program>>,
+    /// Paths hidden (files under /dev/null, directories under an empty read-only tmpfs).
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    /// (RLIMIT_NAME, soft, hard); u64::MAX is unlimited.
+    pub rlimits: Vec<(String, u64, u64)>,
+    pub oom_score_adj: Option<i32>,
 }
 
 impl Default for Spec {
@@ -76,6 +91,13 @@ impl Default for Spec {
             cpus: None,
             cgroup_fd: None,
             wait_for_start: false,
+            capabilities: None,
+            no_new_privileges: false,
+            seccomp: None,
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
+            rlimits: Vec::new(),
+            oom_score_adj: None,
         }
     }
 }

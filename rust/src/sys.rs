@@ -434,3 +434,65 @@ pub fn write_file_at(dirfd: c_int, name: &std::ffi::CStr, data: &[u8]) -> SysRes
     close(fd);
     r
 }
+
+/// setrlimit through prlimit64 on ourselves (no glibc state involved).
+pub fn setrlimit(resource: c_int, soft: u64, hard: u64) -> SysResult<()> {
+    let lim = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: lim is a live rlimit64; a null old-limit pointer is allowed.
+    check(unsafe {
+        libc::syscall(libc::SYS_prlimit64, 0, resource, &lim as *const libc::rlimit64, std::ptr::null_mut::<c_void>())
+    })
+    .map(|_| ())
+}
+
+pub fn prctl(option: c_int, arg2: c_ulong) -> SysResult<()> {
+    // SAFETY: prctl options used here take integers only.
+    check_int(unsafe { libc::prctl(option, arg2, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) }).map(|_| ())
+}
+
+/// capset(2), version 3: the same 64-bit mask for effective, permitted and inheritable.
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> SysResult<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let word = |m: u64, i: usize| (m >> (32 * i)) as u32;
+    let hdr = Header { version: 0x2008_0522, pid: 0 };
+    let data: [Data; 2] = [0, 1].map(|i| Data {
+        effective: word(effective, i),
+        permitted: word(permitted, i),
+        inheritable: word(inheritable, i),
+    });
+    // SAFETY: a v3 header and the two data structs the kernel reads.
+    check(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) }).map(|_| ())
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER) with one compiled program.
+pub fn seccomp_load(prog: &[seccompiler::sock_filter]) -> SysResult<()> {
+    #[repr(C)]
+    struct Fprog {
+        len: libc::c_ushort,
+        filter: *const seccompiler::sock_filter,
+    }
+    let f = Fprog { len: prog.len() as libc::c_ushort, filter: prog.as_ptr() };
+    // SAFETY: f points to prog's instructions, which outlive the call; the
+    // kernel copies the program.
+    check(unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &f as *const Fprog) })
+        .map(|_| ())
+}
+
+/// Write a small value to a file by path (oom_score_adj).
+pub fn write_path(path: &CStr, data: &[u8]) -> SysResult<()> {
+    let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0)?;
+    let r = write_all(fd, data);
+    close(fd);
+    r
+}
