@@ -89,6 +89,93 @@ pub unsafe fn clone3(args: &mut CloneArgs) -> SysResult<pid_t> {
     check(ret).map(|p| p as pid_t)
 }
 
+/// clone3 onto a separate stack, the child calling `entry(arg)` there and
+/// never returning: for CLONE_VM | CLONE_VFORK spawns, as glibc's
+/// posix_spawn does, so the parent's page tables are not copied and the
+/// parent sleeps until the child's execve or _exit. Returns the child's pid.
+///
+/// # Safety
+/// `args.stack`/`stack_size` must describe a live, writable stack the child
+/// may use; `entry` must be async-signal-safe, never return, and only read
+/// what `arg` points to (memory is shared with the parent).
+pub unsafe fn clone3_vfork(
+    args: &mut CloneArgs,
+    entry: extern "C" fn(*mut c_void) -> !,
+    arg: *mut c_void,
+) -> SysResult<pid_t> {
+    let ret: c_long;
+    // SAFETY: the syscall returns twice. In the parent (rax != 0) nothing
+    // else happened. In the child (rax == 0) rsp is the top of the new stack
+    // (16-byte aligned by the caller); it calls entry(arg), which never
+    // returns, so no code of this function runs on the new stack. r12 and
+    // r13 survive the syscall (only rcx and r11 are clobbered).
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") entry as usize,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    if ret < 0 {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as pid_t)
+    }
+}
+
+/// An anonymous mapping for a child's stack, unmapped on drop.
+pub struct Stack {
+    base: *mut c_void,
+    size: usize,
+}
+
+impl Stack {
+    pub fn new(size: usize) -> SysResult<Stack> {
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(errno());
+        }
+        Ok(Stack { base, size })
+    }
+
+    pub fn base(&self) -> u64 {
+        self.base as u64
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size as u64
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new(); the child using it has exec'd or exited (CLONE_VFORK).
+        unsafe { libc::munmap(self.base, self.size) };
+    }
+}
+
 /// The fallback for kernels without clone3: clone(2) with CLONE_PIDFD, whose
 /// pidfd comes back through the parent_tid argument.
 ///
