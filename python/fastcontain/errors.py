@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 import subprocess
+from typing import Any
 
 
 class FastcontainError(Exception):
@@ -42,7 +43,7 @@ class SpawnError(FastcontainError, OSError):
         self.args = (text,)
 
     def __str__(self) -> str:
-        return self.args[0]
+        return str(self.args[0])
 
 
 class ContainerError(FastcontainError):
@@ -50,10 +51,18 @@ class ContainerError(FastcontainError):
 
 
 class TimeoutExpired(FastcontainError, subprocess.TimeoutExpired):
-    """The container ran longer than its timeout and was killed (every process in it)."""
+    """The container ran longer than its timeout. From run() it was killed (every
+    process in it: `killed` is True); Container.wait(timeout) leaves it running."""
+
+    def __init__(
+        self, cmd: Any, timeout: float, output: Any = None, stderr: Any = None, *, killed: bool = True
+    ) -> None:
+        super().__init__(cmd, timeout, output, stderr)
+        self.killed = killed
 
     def __str__(self) -> str:
-        return f"container {self.cmd!r} timed out after {self.timeout} seconds and was killed"
+        killed = " and was killed" if self.killed else ""
+        return f"container {self.cmd!r} timed out after {self.timeout} seconds{killed}"
 
 
 class CalledProcessError(FastcontainError, subprocess.CalledProcessError):

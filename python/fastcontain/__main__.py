@@ -1,0 +1,7 @@
+"""python -m fastcontain: the fastcontain command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,407 @@
+"""The public face: `run` (like subprocess.run) and `Container` (create, start, wait, logs, remove).
+
+One container's flow: Config (validated) -> image.resolve -> spec.compile (a
+ConfigError here leaves nothing behind) -> state.create (the state dir, locked)
+-> _native.spawn -> wait -> teardown. Everything a container owns is pushed on
+one ExitStack as it is made, so teardown runs in reverse on success, on any
+error and on KeyboardInterrupt: the native child is killed and reaped, then
+the state dir and name entry are removed.
+"""
+
+from __future__ import annotations
+
+import locale
+import os
+import selectors
+import signal
+import subprocess
+import time
+from contextlib import ExitStack
+from typing import IO, TYPE_CHECKING, Any, Callable, Sequence, overload
+
+from . import image as _image
+from . import spec as _spec
+from . import state as _state
+from .config import Config
+from .errors import CalledProcessError, ContainerError, SpawnError, TimeoutExpired
+
+if TYPE_CHECKING:
+    from . import _native
+
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+STDOUT = subprocess.STDOUT
+
+_CHUNK = 65536
+
+
+def _config(image: str | Config, command: Sequence[str] | str | None, fields: dict[str, Any]) -> Config:
+    if isinstance(image, Config):
+        if command is not None or fields:
+            raise TypeError("pass options either in a Config or as keyword arguments, not both")
+        return image
+    return Config(image=image, command=command, **fields)
+
+
+class _Fds:
+    """Descriptors opened for one container, closed exactly once."""
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()
+
+    def add(self, fd: int) -> int:
+        self._open.add(fd)
+        return fd
+
+    def close(self, fd: int) -> None:
+        if fd in self._open:
+            self._open.discard(fd)
+            os.close(fd)
+
+    def close_all(self) -> None:
+        for fd in list(self._open):
+            self.close(fd)
+
+
+def _launch(
+    config: Config,
+    id: str,
+    stack: ExitStack,
+    stdio: Callable[[_state.Paths], Sequence[int]],
+    *,
+    wait_for_start: bool,
+) -> tuple[_state.ContainerState, _native.Child, dict[str, Any]]:
+    """Resolve, compile, make the state dir and spawn; each owned object goes on `stack`."""
+    from . import _native  # imported on first use: the rest of the package works without it
+    image = _image.resolve(config.image)
+    paths = _state.Paths(os.path.abspath(_state.default_root()), id)
+    spec = _spec.compile(config, image, paths, (-1, -1, -1), wait_for_start=wait_for_start)
+    state = stack.enter_context(_state.create(paths.root, id=id, name=config.name))
+    spec["stdio"] = list(stdio(paths))
+    child = _native.spawn(spec)
+    stack.callback(child.close)
+    return state, child, spec
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _wait_exit(child: _native.Child, deadline: float | None) -> bool:
+    """Wait for the child on its pidfd (interruptible by Ctrl-C), then reap it. False on timeout."""
+    if child.returncode is not None:
+        return True
+    with selectors.DefaultSelector() as sel:
+        sel.register(child.pidfd, selectors.EVENT_READ)
+        while not sel.select(_remaining(deadline)):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+    child.wait()
+    return True
+
+
+def _open_stdio(fds: _Fds, stdin: Any, stdout: Any, stderr: Any) -> tuple[list[int], dict[int, int]]:
+    """The container's three fds, and our ends of the pipes by stream number."""
+    theirs, ours = [-1, -1, -1], {}
+    for i, arg in enumerate((stdin, stdout, stderr)):
+        if arg is None:
+            continue
+        if arg == PIPE:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            theirs[i], ours[i] = (fds.add(r), fds.add(w)) if i == 0 else (fds.add(w), fds.add(r))
+        elif arg == DEVNULL:
+            theirs[i] = fds.add(os.open(os.devnull, (os.O_RDONLY if i == 0 else os.O_WRONLY) | os.O_CLOEXEC))
+        elif arg == STDOUT and i == 2:
+            theirs[2] = theirs[1] if theirs[1] != -1 else 1
+        elif isinstance(arg, int) and arg >= 0:
+            theirs[i] = arg
+        elif hasattr(arg, "fileno"):
+            theirs[i] = arg.fileno()
+        else:
+            raise ValueError(f"{('stdin', 'stdout', 'stderr')[i]}: expected PIPE, DEVNULL, a fd or a file, not {arg!r}")
+    return theirs, ours
+
+
+def _communicate(
+    child: _native.Child, fds: _Fds, ours: dict[int, int], input: bytes | None, deadline: float | None
+) -> tuple[dict[int, list[bytes]], bool]:
+    """Feed stdin, read stdout/stderr and watch the pidfd until the child exited and the
+    pipes are at EOF. Returns the output and whether the deadline passed first."""
+    out: dict[int, list[bytes]] = {1: [], 2: []}
+    view, offset = memoryview(input or b""), 0
+    with selectors.DefaultSelector() as sel:
+        for i, fd in ours.items():
+            os.set_blocking(fd, False)
+            if i == 0 and not view:
+                fds.close(fd)
+            else:
+                sel.register(fd, selectors.EVENT_WRITE if i == 0 else selectors.EVENT_READ, i)
+        if child.returncode is None:
+            sel.register(child.pidfd, selectors.EVENT_READ, "exit")
+        while sel.get_map():
+            ready = sel.select(_remaining(deadline))
+            if not ready and deadline is not None and time.monotonic() >= deadline:
+                return out, True
+            for key, _ in ready:
+                if key.data == "exit":
+                    sel.unregister(key.fd)
+                    child.wait()
+                elif key.data == 0:
+                    try:
+                        offset += os.write(key.fd, view[offset : offset + _CHUNK])
+                    except BrokenPipeError:
+                        offset = len(view)
+                    if offset >= len(view):
+                        sel.unregister(key.fd)
+                        fds.close(key.fd)
+                elif not _read_into(out[key.data], key.fd):
+                    sel.unregister(key.fd)
+                    fds.close(key.fd)
+    return out, False
+
+
+def _read_into(chunks: list[bytes], fd: int) -> bool:
+    """Read what is there; False at EOF."""
+    while True:
+        try:
+            data = os.read(fd, _CHUNK)
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        chunks.append(data)
+
+
+def _decode(data: bytes | None, encoding: str | None, errors: str | None) -> Any:
+    if data is None or encoding is None:
+        return data
+    return data.decode(encoding, errors or "strict").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def run(
+    image: str | Config,
+    command: Sequence[str] | str | None = None,
+    *,
+    stdin: int | IO[Any] | None = None,
+    input: bytes | str | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    capture_output: bool = False,
+    text: bool = False,
+    encoding: str | None = None,
+    errors: str | None = None,
+    timeout: float | None = None,
+    check: bool = False,
+    **config_fields: Any,
+) -> subprocess.CompletedProcess[Any]:
+    """Run `command` in a new container of `image` and wait for it, like subprocess.run.
+
+    Options are Config's fields (env, workdir, user, volumes, ...). stdin/stdout/
+    stderr take PIPE, DEVNULL, STDOUT (stderr), a fd or a file; None inherits.
+    On timeout every process of the container is killed and TimeoutExpired carries
+    the output so far; check=True raises CalledProcessError keeping the output.
+    A death by signal N gives returncode -N."""
+    config = _config(image, command, config_fields)
+    if input is not None:
+        if stdin is not None:
+            raise ValueError("stdin and input arguments may not both be used.")
+        stdin = PIPE
+    if capture_output:
+        if stdout is not None or stderr is not None:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
+        stdout = stderr = PIPE
+    if text or encoding is not None or errors is not None:
+        encoding = encoding or locale.getpreferredencoding(False)
+    if isinstance(input, str):
+        if encoding is None:
+            raise TypeError("input is a str: pass text=True (or encoding=) or give bytes")
+        input = input.encode(encoding, errors or "strict")
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    with ExitStack() as stack:
+        fds = _Fds()
+        stack.callback(fds.close_all)
+        theirs, ours = _open_stdio(fds, stdin, stdout, stderr)
+        _, child, spec = _launch(config, _state.new_id(), stack, lambda _: theirs, wait_for_start=False)
+        for fd in theirs:
+            if fd not in ours.values():
+                fds.close(fd)  # the child has its copies; EOF needs ours closed
+        if ours:
+            chunks, timed_out = _communicate(child, fds, ours, input, deadline)
+        else:
+            chunks, timed_out = {1: [], 2: []}, not _wait_exit(child, deadline)
+        if timed_out:
+            child.send_signal(signal.SIGKILL)
+            _wait_exit(child, None)
+            for i in (1, 2):
+                if i in ours:
+                    _read_into(chunks[i], ours[i])
+        output = {i: (b"".join(chunks[i]) if i in ours else None) for i in (1, 2)}
+        if timed_out:
+            raise TimeoutExpired(
+                spec["argv"], timeout or 0,
+                output=_decode(output[1], encoding, errors), stderr=_decode(output[2], encoding, errors),
+            )
+        returncode = child.returncode
+    assert returncode is not None
+    result = subprocess.CompletedProcess(
+        spec["argv"], returncode, _decode(output[1], encoding, errors), _decode(output[2], encoding, errors)
+    )
+    if check and returncode:
+        raise CalledProcessError(returncode, spec["argv"], result.stdout, result.stderr)
+    return result
+
+
+class _Create:
+    """`Container.create(image, command, **options)` makes and creates a container;
+    `container.create()` creates one constructed before."""
+
+    @overload
+    def __get__(self, obj: None, owner: type[Container]) -> Callable[..., Container]: ...
+    @overload
+    def __get__(self, obj: Container, owner: type[Container] | None = None) -> Callable[[], Container]: ...
+    def __get__(self, obj: Container | None, owner: type[Container] | None = None) -> Callable[..., Container]:
+        if obj is not None:
+            return obj._create
+        cls = owner or Container
+        return lambda image, command=None, **fields: cls(image, command, **fields)._create()
+
+
+class Container:
+    """A container's lifecycle: new -> created -> running -> exited -> removed.
+
+    Constructing one checks its options and creates nothing. `create()` makes its
+    state and spawns its process, stopped before exec; `start()` (creating first if
+    needed) lets it run. Output goes to log files read by `logs()`. As a context
+    manager, exit kills what still runs and removes everything."""
+
+    create = _Create()
+
+    def __init__(self, image: str | Config, command: Sequence[str] | str | None = None, **config_fields: Any) -> None:
+        self.config = _config(image, command, config_fields)
+        self.id = _state.new_id()
+        self._status = "new"
+        self._stack = ExitStack()
+        self._state: _state.ContainerState | None = None
+        self._child: _native.Child | None = None
+        self._returncode: int | None = None
+        self.argv: list[str] = []
+
+    def _create(self) -> Container:
+        if self._status != "new":
+            raise ContainerError(f"container {self.id} is {self.status}: it was created already")
+        with ExitStack() as stack:
+            fds = _Fds()
+            stack.callback(fds.close_all)
+
+            def stdio(paths: _state.Paths) -> list[int]:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                return [
+                    fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)),
+                    fds.add(os.open(paths.stdout_log, flags, 0o600)),
+                    fds.add(os.open(paths.stderr_log, flags, 0o600)),
+                ]
+
+            self._state, self._child, spec = _launch(self.config, self.id, stack, stdio, wait_for_start=True)
+            fds.close_all()
+            self.argv = spec["argv"]
+            self._stack = stack.pop_all()
+        self._status = "created"
+        return self
+
+    @property
+    def name(self) -> str | None:
+        return self.config.name
+
+    @property
+    def pid(self) -> int | None:
+        """The host pid of the container's first process, once created."""
+        return self._child.pid if self._child is not None and self._status != "removed" else None
+
+    @property
+    def status(self) -> str:
+        """'new', 'created', 'running', 'exited' or 'removed'."""
+        if self._status in ("created", "running") and self._child is not None and self._child.poll() is not None:
+            self._status = "exited"
+        return self._status
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status, -N for death by signal N; None while it runs."""
+        if self._child is not None and self._status != "removed":
+            return self._child.returncode
+        return self._returncode
+
+    def start(self) -> Container:
+        if self._status == "new":
+            self._create()
+        if self._status != "created" or self._child is None:
+            raise ContainerError(f"container {self.id} is {self.status}: only a created container can start")
+        try:
+            self._child.start()
+        except SpawnError:
+            self._status = "exited"
+            raise
+        self._status = "running"
+        return self
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the container to exit; its returncode. TimeoutExpired if `timeout` passes first."""
+        status = self.status
+        if status == "removed" and self._returncode is not None:
+            return self._returncode
+        if status not in ("running", "exited") or self._child is None:
+            raise ContainerError(f"container {self.id} is {status}: wait needs a started container")
+        if not _wait_exit(self._child, None if timeout is None else time.monotonic() + timeout):
+            raise TimeoutExpired(self.argv, timeout or 0, killed=False)
+        self._status = "exited"
+        returncode = self._child.returncode
+        assert returncode is not None
+        return returncode
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to the container's first process (SIGKILL ends every process in it)."""
+        status = self.status
+        if status not in ("created", "running") or self._child is None:
+            raise ContainerError(f"container {self.id} is {status}: nothing to kill")
+        self._child.send_signal(sig)
+
+    def remove(self, force: bool = False) -> None:
+        """Remove the container's state. A running container needs force=True (it is killed)."""
+        status = self.status
+        if status == "running" and not force:
+            raise ContainerError(f"container {self.id} is running: kill it first or remove(force=True)")
+        if status == "removed":
+            return
+        try:
+            self._stack.close()  # kill and reap the child, then remove the state dir and name
+        finally:
+            if self._child is not None:
+                self._returncode = self._child.returncode
+            self._status = "removed"
+
+    def logs(self, stdout: bool = True, stderr: bool = True) -> bytes:
+        """The container's output so far: stdout, then stderr."""
+        if self._state is None or self._status == "removed":
+            raise ContainerError(f"container {self.id} is {self.status}: it has no logs")
+        out = b""
+        for wanted, path in ((stdout, self._state.paths.stdout_log), (stderr, self._state.paths.stderr_log)):
+            if wanted:
+                with open(path, "rb") as f:
+                    out += f.read()
+        return out
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove(force=True)
+
+    def __repr__(self) -> str:
+        name = f" name={self.name!r}" if self.name else ""
+        return f"<Container {self.id}{name} image={self.config.image!r} {self.status}>"
+
+
+def create(image: str | Config, command: Sequence[str] | str | None = None, **config_fields: Any) -> Container:
+    """A created container (its process waits for `start()`), like docker create."""
+    return Container(image, command, **config_fields)._create()

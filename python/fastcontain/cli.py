@@ -1,0 +1,127 @@
+"""The `fastcontain` command: docker's conventions over fastcontain.run.
+
+Exit status: the container's own; 128+N when it died of signal N; 125 when
+fastcontain itself failed (a bad option, an unknown image, a failed set-up
+step); 126 when the command could not be executed; 127 when it was not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any, NoReturn, Sequence
+
+from . import __version__
+from .api import run
+from .config import parse_cpu_list
+from .errors import ConfigError, FastcontainError, SpawnError
+
+EXIT_RUNTIME = 125
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_RUNTIME, f"fastcontain: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fastcontain", description="Run commands in Linux containers.")
+    parser.add_argument("--version", action="version", version=f"fastcontain {__version__}")
+    commands = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
+    run_p = commands.add_parser(
+        "run",
+        help="run a command in a new container",
+        description="Run CMD (default: the image's command) in a new container of IMAGE, in the foreground "
+        "with the terminal's stdin, stdout and stderr. IMAGE is busybox, host, or a directory "
+        "(/path, ./path or dir:/path). Everything after IMAGE is the command. The container is "
+        "removed when it exits, with or without --rm (detached and persistent containers come "
+        "with the lifecycle commands).",
+        epilog="Exit status: the command's; 128+N if killed by signal N; 125 if fastcontain failed; "
+        "126 if the command cannot be executed; 127 if it is not found.",
+    )
+    run_p.add_argument("--rm", action="store_true", help="remove the container when it exits (always done for now)")
+    run_p.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
+                       help="set an environment variable; a bare K passes the host's value")
+    run_p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    run_p.add_argument("--hostname", metavar="H", help="hostname (default: the container id's first 12 digits)")
+    run_p.add_argument("-u", "--user", metavar="USER", help="UID[:GID] or names from the image's /etc/passwd")
+    run_p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
+                       help="bind-mount the host path SRC at DST (read-only with :ro)")
+    run_p.add_argument("--name", metavar="N", help="a unique name for the container")
+    run_p.add_argument("--network", default="none", metavar="none|host",
+                       help="none (default): an isolated network with only lo; host: the host's network")
+    run_p.add_argument("--cpuset-cpus", "--cpus-affinity", dest="cpus", metavar="LIST",
+                       help="CPUs the command may run on, e.g. 0-2,4")
+    run_p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
+    run_p.add_argument("image", metavar="IMAGE")
+    run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
+    return parser
+
+
+def config_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """Config's fields from `fastcontain run` options."""
+    env = []
+    for item in args.env:
+        if "=" in item:
+            env.append(item)
+        elif item in os.environ:  # docker: -e NAME passes the host's value, if it has one
+            env.append(f"{item}={os.environ[item]}")
+    fields: dict[str, Any] = {
+        "env": env,
+        "workdir": args.workdir,
+        "hostname": args.hostname,
+        "user": args.user,
+        "volumes": args.volume,
+        "name": args.name,
+        "network": args.network,
+        "readonly_rootfs": args.read_only,
+    }
+    if args.cpus is not None:
+        try:
+            fields["cpus"] = sorted(parse_cpu_list(args.cpus))
+        except ValueError:
+            raise ConfigError("cpuset-cpus", args.cpus, "expected a CPU list like 0-2,4") from None
+    return fields
+
+
+def exit_status(returncode: int) -> int:
+    """A shell's exit status for a returncode (-N: killed by signal N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def error_status(error: BaseException) -> int:
+    """The exit status docker gives for a failure to run the container."""
+    if isinstance(error, SpawnError) and error.step == "execve":
+        return EXIT_NOT_FOUND if error.errno in (errno.ENOENT, errno.ENOTDIR) else EXIT_CANNOT_EXECUTE
+    return EXIT_RUNTIME
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the container's teardown
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        result = run(args.image, args.command or None, **config_fields(args))
+        return exit_status(result.returncode)
+    except (FastcontainError, OSError) as e:
+        print(f"fastcontain: {e}", file=sys.stderr)
+        return error_status(e)
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

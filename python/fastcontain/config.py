@@ -1,0 +1,289 @@
+"""A container's options as frozen, validated data.
+
+`Config` and `Mount` check and normalize every field in `__post_init__`, so a
+bad option fails here, before any kernel object exists, with a `ConfigError`
+naming the field and the value. `fastcontain.spec` compiles a valid Config
+into the native spec.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence, Union
+
+from .errors import ConfigError
+
+NAMESPACES = ("mount", "pid", "uts", "ipc", "net", "cgroup")
+"""The namespaces a container can have, in canonical order."""
+
+NETWORKS = ("none", "host")
+
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
+_HOST_LABEL = re.compile(r"(?!-)[a-zA-Z0-9-]{1,63}(?<!-)\Z")
+_USER_PART = re.compile(r"[a-zA-Z0-9_.][a-zA-Z0-9_.-]*\$?\Z")
+_MOUNT_FLAGS = ("nosuid", "nodev", "noexec")
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    """Normalize a field of a frozen dataclass in its __post_init__."""
+    object.__setattr__(obj, name, value)
+
+
+def _check_str(field_name: str, value: object, *, empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(field_name, value, f"must be a string, not {type(value).__name__}")
+    if "\0" in value:
+        raise ConfigError(field_name, value, "contains a NUL byte")
+    if not empty and not value:
+        raise ConfigError(field_name, value, "must not be empty")
+    return value
+
+
+def _check_container_path(field_name: str, value: object) -> str:
+    path = _check_str(field_name, value)
+    if not path.startswith("/"):
+        raise ConfigError(field_name, path, "must be an absolute path inside the container")
+    if ".." in path.split("/"):
+        raise ConfigError(field_name, path, "must not contain '..'")
+    return path
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A mount into the container: by default a recursive read-write bind of a host path.
+
+    `options` are extra mount(8) option names ("nosuid", "noexec", "mode=755"
+    for a tmpfs, ...); `readonly` and `recursive` are the common two, spelled out."""
+
+    source: str
+    target: str
+    readonly: bool = False
+    recursive: bool = True
+    type: str = "bind"
+    options: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        fstype = _check_str("mount.type", self.type)
+        source = _check_str("mount.source", self.source)
+        if fstype == "bind" and not source.startswith("/"):
+            raise ConfigError("mount.source", source, "a bind mount's source must be an absolute host path")
+        target = _check_container_path("mount.target", self.target)
+        if target.rstrip("/") == "":
+            raise ConfigError("mount.target", target, "cannot mount over the container's root")
+        for name in ("readonly", "recursive"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"mount.{name}", getattr(self, name), "must be a bool")
+        if isinstance(self.options, str):
+            raise ConfigError("mount.options", self.options, "must be a sequence of option names, not a string")
+        options = tuple(_check_str("mount.options", o) for o in self.options)
+        for o in options:
+            if "," in o:
+                raise ConfigError("mount.options", o, "one option per item, without ','")
+        _set(self, "options", options)
+
+    @classmethod
+    def parse(cls, spec: str) -> Mount:
+        """docker -v syntax: "SRC:DST[:OPTS]", OPTS a comma list of ro, rw, nosuid, nodev, noexec."""
+        if not isinstance(spec, str):
+            raise ConfigError("volume", spec, "expected a string SRC:DST[:ro|rw]")
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ConfigError("volume", spec, "expected SRC:DST[:ro|rw] (both paths absolute)")
+        source, target = parts[0], parts[1]
+        if not source.startswith("/"):
+            raise ConfigError(
+                "volume", spec, f"source {source!r} is not an absolute host path (named volumes are not supported)"
+            )
+        readonly, options = False, []
+        for opt in parts[2].split(",") if len(parts) == 3 else []:
+            if opt in ("ro", "rw"):
+                readonly = opt == "ro"
+            elif opt in _MOUNT_FLAGS:
+                options.append(opt)
+            else:
+                raise ConfigError("volume", spec, f"unknown option {opt!r} (known: ro, rw, {', '.join(_MOUNT_FLAGS)})")
+        try:
+            return cls(source, target, readonly=readonly, options=tuple(options))
+        except ConfigError as e:
+            raise ConfigError("volume", spec, e.reason) from None
+
+
+EnvInput = Union[Mapping[str, str], Sequence[str], None]
+
+
+def _normalize_env(env: object) -> tuple[str, ...]:
+    if env is None:
+        return ()
+    if isinstance(env, Mapping):
+        items = []
+        for k, v in env.items():
+            _check_str("env key", k)
+            if "=" in k:
+                raise ConfigError("env key", k, "contains '='")
+            items.append(f"{k}={_check_str(f'env[{k!r}]', v, empty=True)}")
+    elif isinstance(env, (str, bytes)) or not isinstance(env, Sequence):
+        raise ConfigError("env", env, "must be a mapping or a sequence of 'KEY=VALUE' strings")
+    else:
+        items = list(env)
+    out = []
+    for item in items:
+        _check_str("env", item)
+        key, eq, _ = item.partition("=")
+        if not eq:
+            raise ConfigError("env", item, "expected KEY=VALUE")
+        if not key:
+            raise ConfigError("env", item, "the key is empty")
+        out.append(item)
+    return tuple(out)
+
+
+def online_cpus() -> frozenset[int]:
+    """The CPUs the container may be pinned to: online ones this process may use."""
+    try:
+        with open("/sys/devices/system/cpu/online") as f:
+            online = parse_cpu_list(f.read())
+    except (OSError, ValueError):
+        return frozenset(os.sched_getaffinity(0))
+    return online & frozenset(os.sched_getaffinity(0))
+
+
+def parse_cpu_list(text: str) -> frozenset[int]:
+    """Parse the kernel's CPU list format ("0-3,6,8-9")."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        lo, dash, hi = part.partition("-")
+        first, last = int(lo), int(hi) if dash else int(lo)
+        if first < 0 or last < first:
+            raise ValueError(f"bad CPU range {part!r}")
+        cpus.update(range(first, last + 1))
+    return frozenset(cpus)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything about one container but its image's content.
+
+    `command=None` runs the image's default command. `env` overrides the
+    image's (a mapping or "KEY=VALUE" strings). `user` is "uid[:gid]" or names
+    from the image's /etc/passwd and /etc/group. `volumes` are Mounts or docker
+    -v strings. `cpus` pins the command to those CPUs. `network="none"` gives an
+    isolated network namespace with only `lo`; "host" shares the host's."""
+
+    image: str
+    command: Sequence[str] | str | None = None
+    env: EnvInput = None
+    workdir: str | None = None
+    hostname: str | None = None
+    user: str | None = None
+    volumes: Sequence[Mount | str] = ()
+    name: str | None = None
+    readonly_rootfs: bool = False
+    cpus: Sequence[int] | None = None
+    namespaces: Sequence[str] = field(default=NAMESPACES)
+    network: str = "none"
+
+    def __post_init__(self) -> None:
+        _check_str("image", self.image)
+
+        if self.command is not None:
+            command: object = self.command
+            if isinstance(command, str):
+                try:
+                    command = shlex.split(command)
+                except ValueError as e:
+                    raise ConfigError("command", self.command, f"cannot split it like a shell: {e}") from None
+            if isinstance(command, bytes) or not isinstance(command, Sequence):
+                raise ConfigError("command", self.command, "must be a sequence of strings")
+            if not command:
+                raise ConfigError("command", self.command, "is empty: give a program to run, or None for the image's")
+            _set(self, "command", tuple(_check_str(f"command[{i}]", a, empty=i > 0) for i, a in enumerate(command)))
+
+        _set(self, "env", _normalize_env(self.env))
+
+        if self.workdir is not None:
+            _check_container_path("workdir", self.workdir)
+
+        if isinstance(self.namespaces, str) or not isinstance(self.namespaces, Sequence):
+            raise ConfigError("namespaces", self.namespaces, "must be a sequence of namespace names")
+        for ns in self.namespaces:
+            if ns == "user":
+                raise ConfigError("namespaces", ns, "user namespaces are not supported yet")
+            if ns not in NAMESPACES:
+                raise ConfigError("namespaces", ns, f"unknown namespace (known: {', '.join(NAMESPACES)})")
+        if "mount" not in self.namespaces:
+            raise ConfigError("namespaces", tuple(self.namespaces), "'mount' is required: the root filesystem lives in it")
+        namespaces = tuple(ns for ns in NAMESPACES if ns in self.namespaces)
+
+        if self.network not in NETWORKS:
+            raise ConfigError("network", self.network, "only 'none' (isolated) and 'host'; bridge networks come later")
+        if self.network == "host":
+            namespaces = tuple(ns for ns in namespaces if ns != "net")
+        elif "net" not in namespaces:
+            raise ConfigError("network", self.network, "an isolated network needs 'net' in namespaces (or use 'host')")
+        _set(self, "namespaces", namespaces)
+
+        if self.hostname is not None:
+            hostname = _check_str("hostname", self.hostname)
+            if len(hostname.encode()) > 64:
+                raise ConfigError("hostname", hostname, "longer than 64 bytes")
+            if not all(_HOST_LABEL.match(label) for label in hostname.split(".")):
+                raise ConfigError(
+                    "hostname", hostname, "dot-separated labels of letters, digits and '-' (not at either end)"
+                )
+            if "uts" not in namespaces:
+                raise ConfigError("hostname", hostname, "setting a hostname needs the 'uts' namespace")
+
+        if self.user is not None:
+            user = _check_str("user", self.user)
+            parts = user.split(":")
+            if len(parts) > 2 or not all(_USER_PART.match(p) for p in parts):
+                raise ConfigError("user", user, "expected USER[:GROUP], each a number or a name")
+
+        if isinstance(self.volumes, (str, Mount)) or not isinstance(self.volumes, Sequence):
+            raise ConfigError("volumes", self.volumes, "must be a sequence of Mount or 'SRC:DST[:ro]' strings")
+        volumes = []
+        for i, v in enumerate(self.volumes):
+            if isinstance(v, str):
+                try:
+                    v = Mount.parse(v)
+                except ConfigError as e:
+                    raise ConfigError(f"volumes[{i}]", e.value, e.reason) from None
+            elif not isinstance(v, Mount):
+                raise ConfigError(f"volumes[{i}]", v, "must be a Mount or an 'SRC:DST[:ro]' string")
+            if v.type == "bind" and not os.path.exists(v.source):
+                raise ConfigError(f"volumes[{i}].source", v.source, "does not exist on the host")
+            volumes.append(v)
+        _set(self, "volumes", tuple(volumes))
+
+        if self.name is not None:
+            name = _check_str("name", self.name)
+            if len(name) > 128 or not _NAME.match(name):
+                raise ConfigError("name", name, "must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 characters)")
+
+        if not isinstance(self.readonly_rootfs, bool):
+            raise ConfigError("readonly_rootfs", self.readonly_rootfs, "must be a bool")
+
+        if self.cpus is not None:
+            if isinstance(self.cpus, str) or not isinstance(self.cpus, Sequence) or not self.cpus:
+                raise ConfigError("cpus", self.cpus, "must be a non-empty sequence of CPU numbers")
+            allowed = online_cpus()
+            for c in self.cpus:
+                if not isinstance(c, int) or isinstance(c, bool):
+                    raise ConfigError("cpus", c, "CPU numbers are integers")
+                if c not in allowed:
+                    raise ConfigError("cpus", c, f"not an online CPU this process may use ({format_cpu_list(allowed)})")
+            _set(self, "cpus", tuple(sorted(set(self.cpus))))
+
+
+def format_cpu_list(cpus: frozenset[int] | Sequence[int]) -> str:
+    """The kernel's CPU list format, for messages: "0-3,6"."""
+    out: list[str] = []
+    for c in sorted(set(cpus)):
+        if out and out[-1].split("-")[-1] == str(c - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{c}"
+        else:
+            out.append(str(c))
+    return ",".join(out)

@@ -1,0 +1,253 @@
+"""Containers' state on the host, under one runtime root.
+
+Layout (default /run/fastcontain, or $FASTCONTAIN_ROOT):
+
+    <root>/lock              flock: shared while a container dir is being made, exclusive for a sweep
+    <root>/names/<name>      holds the id of the container that owns the name (made with O_EXCL)
+    <root>/<id>/lock         flock'ed by the owning process for the container's life
+    <root>/<id>/upper, work  the container's writable overlay layer and overlayfs' work dir
+    <root>/<id>/rootfs       an empty mount point: the overlay is mounted on it inside the
+                             container's own mount namespace, so no host mount can leak
+    <root>/<id>/stdout.log, stderr.log   output of a Container (not of run())
+
+A container dir whose lock nobody holds was left by a crash: `sweep` removes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+import shutil
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from .errors import ConfigError, ContainerError
+
+DEFAULT_ROOT = "/run/fastcontain"
+_ID = re.compile(r"[0-9a-f]{16}\Z")
+_swept: set[str] = set()
+
+
+def default_root() -> str:
+    return os.environ.get("FASTCONTAIN_ROOT") or DEFAULT_ROOT
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where one container's state lives."""
+
+    root: str
+    id: str
+
+    @property
+    def dir(self) -> str:
+        return os.path.join(self.root, self.id)
+
+    @property
+    def upper(self) -> str:
+        return os.path.join(self.dir, "upper")
+
+    @property
+    def work(self) -> str:
+        return os.path.join(self.dir, "work")
+
+    @property
+    def rootfs(self) -> str:
+        return os.path.join(self.dir, "rootfs")
+
+    @property
+    def stdout_log(self) -> str:
+        return os.path.join(self.dir, "stdout.log")
+
+    @property
+    def stderr_log(self) -> str:
+        return os.path.join(self.dir, "stderr.log")
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.dir, "lock")
+
+
+def rmtree(path: str) -> None:
+    """Remove a tree, including overlayfs' `work/work` (mode 000) when not root."""
+
+    def retry(func: Callable[..., Any], failed: str, _exc: Any) -> None:
+        if not os.path.lexists(failed):
+            return
+        if os.path.isdir(failed) and not os.path.islink(failed):
+            os.chmod(failed, 0o700)
+            rmtree(failed)
+        else:
+            os.chmod(os.path.dirname(failed), 0o700)
+            func(failed)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=retry)
+    else:
+        shutil.rmtree(path, onerror=retry)
+
+
+@contextmanager
+def _root_lock(root: str, how: int) -> Iterator[None]:
+    fd = os.open(os.path.join(root, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, how)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _held(container_dir: str) -> bool:
+    """Whether a live process holds the container's lock."""
+    try:
+        fd = os.open(os.path.join(container_dir, "lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _ensure_root(root: str) -> None:
+    os.makedirs(os.path.join(root, "names"), mode=0o711, exist_ok=True)
+
+
+def sweep(root: str | None = None) -> list[str]:
+    """Remove the state of containers whose owner is gone; returns their ids."""
+    root = root or default_root()
+    _ensure_root(root)
+    removed = []
+    with _root_lock(root, fcntl.LOCK_EX):
+        for entry in os.scandir(root):
+            if entry.is_dir(follow_symlinks=False) and entry.name != "names" and not _held(entry.path):
+                rmtree(entry.path)
+                removed.append(entry.name)
+        names = os.path.join(root, "names")
+        for entry in os.scandir(names):
+            owner = _read_name(entry.path)
+            if owner is not None and not os.path.isdir(os.path.join(root, owner)):
+                os.unlink(entry.path)
+    _swept.add(os.path.realpath(root))
+    return removed
+
+
+def _read_name(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def lookup(name: str, root: str | None = None) -> str | None:
+    """The id of the container called `name`, if one exists."""
+    return _read_name(os.path.join(root or default_root(), "names", name))
+
+
+class ContainerState:
+    """The owner of a container's state dir and name: holds its lock until `remove()`."""
+
+    def __init__(self, paths: Paths, name: str | None, lock_fd: int) -> None:
+        self.paths = paths
+        self.name = name
+        self._lock_fd = lock_fd
+
+    @property
+    def id(self) -> str:
+        return self.paths.id
+
+    @property
+    def removed(self) -> bool:
+        return self._lock_fd < 0
+
+    def remove(self) -> None:
+        """Remove the state dir and the name entry, then release the lock. Idempotent."""
+        if self._lock_fd < 0:
+            return
+        try:
+            if os.path.lexists(self.paths.dir):
+                rmtree(self.paths.dir)
+            if self.name is not None:
+                entry = os.path.join(self.paths.root, "names", self.name)
+                if _read_name(entry) == self.id:
+                    os.unlink(entry)
+        finally:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> ContainerState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        return f"<ContainerState {self.paths.dir}{' removed' if self.removed else ''}>"
+
+
+def _claim_name(root: str, name: str, id: str) -> None:
+    entry = os.path.join(root, "names", name)
+    for _ in range(2):
+        try:
+            fd = os.open(entry, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            owner = _read_name(entry)
+            # A name whose container dir is gone, or unlocked, was left by a crash: take it over.
+            if owner and not _held(os.path.join(root, owner)):
+                with _root_lock(root, fcntl.LOCK_EX):
+                    if _read_name(entry) == owner and not _held(os.path.join(root, owner)):
+                        if os.path.isdir(os.path.join(root, owner)):
+                            rmtree(os.path.join(root, owner))
+                        os.unlink(entry)
+                continue
+            raise ContainerError(f"the name {name!r} is in use by container {owner or '(being created)'}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(id)
+        return
+    raise ContainerError(f"the name {name!r} could not be claimed")
+
+
+def create(root: str | None = None, *, id: str | None = None, name: str | None = None) -> ContainerState:
+    """Make a container's state dir, locked by this process, and claim its name.
+
+    The first call for a root in a process sweeps it first."""
+    root = os.path.abspath(root or default_root())
+    id = id or new_id()
+    if not _ID.match(id):
+        raise ConfigError("id", id, "must be 16 lowercase hex digits")
+    _ensure_root(root)
+    if os.path.realpath(root) not in _swept:
+        sweep(root)
+    paths = Paths(root, id)
+    # Under the shared root lock, a sweep cannot see the dir before its lock is held.
+    with _root_lock(root, fcntl.LOCK_SH):
+        try:
+            os.mkdir(paths.dir, 0o700)
+        except FileExistsError:
+            raise ContainerError(f"a container with id {id} already exists") from None
+        lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    state = ContainerState(paths, None, lock_fd)
+    try:
+        for sub, mode in (("upper", 0o755), ("work", 0o700), ("rootfs", 0o755)):
+            os.mkdir(os.path.join(paths.dir, sub))
+            os.chmod(os.path.join(paths.dir, sub), mode)
+        if name is not None:
+            _claim_name(root, name, id)
+            state.name = name
+    except BaseException:
+        state.remove()
+        raise
+    return state
