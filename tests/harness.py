@@ -1,0 +1,112 @@
+"""What tests/conftest.py and benches/conftest.py share: per-session runtime and store
+folders, and the leak check wrapped around each privileged test or bench."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+import leakcheck
+
+ENV_ROOT = "FASTCONTAIN_ROOT"
+ENV_STORE = "FASTCONTAIN_STORE"
+
+
+@dataclass(frozen=True)
+class SessionDirs:
+    root: str  # FASTCONTAIN_ROOT: one state folder per container
+    store: str  # FASTCONTAIN_STORE: assembled images
+    saved_env: tuple[tuple[str, str | None], ...]
+
+
+_session: SessionDirs | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest hook: conftests import it (with pytest_unconfigure) to get the folders."""
+    global _session
+    _session = open_session()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _session is not None:
+        close_session(_session)
+
+
+def session() -> SessionDirs:
+    assert _session is not None, "harness.pytest_configure did not run"
+    return _session
+
+
+def open_session() -> SessionDirs:
+    """Fresh folders in the environment, set before any test module imports fastcontain
+    (from pytest_configure), so nothing touches /run/fastcontain or /var/lib/fastcontain
+    even if a module reads them at import. The paths hold "fastcontain" so the leak
+    check and the before-stop hook recognise whatever is mounted there."""
+    dirs = SessionDirs(
+        root=tempfile.mkdtemp(prefix="fastcontain-root-"),
+        store=tempfile.mkdtemp(prefix="fastcontain-store-"),
+        saved_env=((ENV_ROOT, os.environ.get(ENV_ROOT)), (ENV_STORE, os.environ.get(ENV_STORE))),
+    )
+    os.environ[ENV_ROOT] = dirs.root
+    os.environ[ENV_STORE] = dirs.store
+    return dirs
+
+
+def close_session(dirs: SessionDirs) -> None:
+    for key, value in dirs.saved_env:
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    remove_tree(dirs.root)
+    remove_tree(dirs.store)
+
+
+def remove_tree(path: str) -> None:
+    """rmtree, unless something is mounted below path: deleting through a leaked bind
+    mount would delete the host files it shows. Such a folder is kept, and said so."""
+    left = leakcheck.mounts_under(path)
+    if left:
+        print(f"\nfastcontain: not removing {path}: still mounted there: {', '.join(left)}")
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def skip_unless_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip(
+            "privileged: creates namespaces and mounts, so it needs root "
+            "(run as root, as bash .ci/run does)"
+        )
+
+
+def warm_up() -> None:
+    """One container before the first snapshot, so what fastcontain sets up once per
+    process (the busybox image in the store, a cached descriptor) is not taken for a
+    leak. A failure here is left for the tests themselves to report."""
+    try:
+        import fastcontain
+
+        fastcontain.run("busybox", ["true"])
+    except Exception:
+        pass
+
+
+@contextlib.contextmanager
+def leak_checked(root: str) -> Iterator[None]:
+    """Fail (naming each object) if the body left a mount, a state folder, a child
+    process, a descriptor, a link, a netns or a cgroup behind; then clean it up."""
+    before = leakcheck.take(root)
+    yield
+    found = leakcheck.new(before, leakcheck.take(root))
+    lines = leakcheck.describe(root, found)
+    if lines:
+        leakcheck.clean(found)
+        pytest.fail("leaked:\n  " + "\n  ".join(lines), pytrace=False)

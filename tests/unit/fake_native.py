@@ -1,0 +1,113 @@
+"""A stand-in for fastcontain._native that runs the spec's argv as a plain host process.
+
+It keeps the contract of _native.pyi (spawn, Child with pid/pidfd/returncode/start/wait/
+poll/send_signal/close, SpawnError for a failed execve), so the Python layer's plumbing
+(pipes, timeouts, teardown, exit codes) is tested without root or namespaces."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import types
+from typing import Any, Mapping
+
+import pytest
+
+from fastcontain.errors import SpawnError
+
+
+class Child:
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.spec = dict(spec)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._pidfd = -1
+        self.closed = False
+        # like clone, keep the stdio the spec names: the caller closes its copies after spawn
+        self._stdio = [os.dup(fd) if fd >= 0 else None for fd in spec["stdio"]]
+        if not spec["wait_for_start"]:
+            self._exec()
+
+    def _exec(self) -> None:
+        argv = self.spec["argv"]
+        error = None
+        if "/" not in argv[0] and shutil.which(argv[0]) is None or "/" in argv[0] and not os.path.exists(argv[0]):
+            error = errno.ENOENT
+        elif "/" in argv[0] and not os.access(argv[0], os.X_OK):
+            error = errno.EACCES
+        if error is not None:
+            self._close_stdio()  # the child is gone: nothing keeps its stdio
+            raise SpawnError(f"execve of {argv[0]} failed", step="execve", errno=error, path=argv[0])
+        stdio = self._stdio
+        try:
+            self.proc = subprocess.Popen(argv, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+        finally:
+            self._close_stdio()
+        self._pidfd = os.pidfd_open(self.proc.pid)
+
+    def _close_stdio(self) -> None:
+        for fd in set(self._stdio) - {None}:
+            os.close(fd)  # type: ignore[arg-type]
+        self._stdio = [None, None, None]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else os.getpid()
+
+    @property
+    def pidfd(self) -> int:
+        return self._pidfd
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc else None
+
+    @property
+    def started(self) -> bool:
+        return self.proc is not None
+
+    def start(self) -> None:
+        self._exec()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def poll(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    def send_signal(self, sig: int) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close_stdio()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+        self.closed = True
+
+
+def install(monkeypatch: pytest.MonkeyPatch, spawn: Any = None) -> types.SimpleNamespace:
+    """Put the fake in place of fastcontain._native; returns it, recording the children."""
+    import fastcontain
+
+    children: list[Child] = []
+
+    def default_spawn(spec: Mapping[str, Any]) -> Child:
+        child = Child(spec)
+        children.append(child)
+        return child
+
+    fake = types.SimpleNamespace(spawn=spawn or default_spawn, Child=Child, children=children)
+    monkeypatch.setitem(sys.modules, "fastcontain._native", fake)
+    monkeypatch.setattr(fastcontain, "_native", fake, raising=False)
+    return fake

@@ -1,0 +1,163 @@
+"""The fastcontain command: argument parsing like docker run, and docker's exit statuses."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fake_native
+import fastcontain
+from fastcontain import ConfigError, ImageError, SpawnError, cli
+
+
+def parse(*argv: str) -> Any:
+    return cli.build_parser().parse_args(list(argv))
+
+
+def test_options_then_image_then_command() -> None:
+    a = parse("run", "--rm", "-e", "A=1", "--env", "B=2", "-w", "/srv", "--hostname", "h", "-u", "1:2",
+              "-v", "/tmp:/t:ro", "--volume", "/var:/v", "--name", "n", "--network", "host",
+              "--cpuset-cpus", "0", "--read-only", "busybox", "ls", "-l", "/")
+    assert (a.subcommand, a.rm, a.image, a.command) == ("run", True, "busybox", ["ls", "-l", "/"])
+    assert (a.env, a.workdir, a.hostname, a.user) == (["A=1", "B=2"], "/srv", "h", "1:2")
+    assert (a.volume, a.name, a.network, a.cpus, a.read_only) == (["/tmp:/t:ro", "/var:/v"], "n", "host", "0", True)
+
+
+def test_everything_after_the_image_is_the_command() -> None:
+    a = parse("run", "busybox", "--rm", "-e", "X", "--", "-v")
+    assert (a.image, a.command, a.rm, a.env) == ("busybox", ["--rm", "-e", "X", "--", "-v"], False, [])
+    a = parse("run", "busybox")
+    assert (a.image, a.command, a.network) == ("busybox", [], "none")
+
+
+def test_cpus_affinity_alias() -> None:
+    assert parse("run", "--cpus-affinity", "0-1", "busybox").cpus == "0-1"
+
+
+def test_config_fields_from_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FROM_HOST", "v")
+    monkeypatch.delenv("UNSET_ON_HOST", raising=False)
+    f = cli.config_fields(parse("run", "-e", "A=1", "-e", "FROM_HOST", "-e", "UNSET_ON_HOST", "-v", "/tmp:/t",
+                                "--cpuset-cpus", "0", "--read-only", "busybox"))
+    assert f["env"] == ["A=1", "FROM_HOST=v"]  # docker: a bare name passes the host's value, if any
+    assert f["volumes"] == ["/tmp:/t"] and f["cpus"] == [0] and f["readonly_rootfs"] is True
+    assert f["network"] == "none" and f["workdir"] is None
+    fastcontain.Config("busybox", **f)  # every field is one Config knows
+    with pytest.raises(ConfigError) as info:
+        cli.config_fields(parse("run", "--cpuset-cpus", "zero", "busybox"))
+    assert (info.value.field, info.value.value) == ("cpuset-cpus", "zero")
+
+
+@pytest.mark.parametrize(("returncode", "status"), [(0, 0), (3, 3), (255, 255), (-9, 137), (-15, 143), (-2, 130)])
+def test_exit_status_like_a_shell(returncode: int, status: int) -> None:
+    assert cli.exit_status(returncode) == status
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (SpawnError("execve of nosuch failed", step="execve", errno=errno.ENOENT), 127),
+        (SpawnError("execve of /etc failed", step="execve", errno=errno.EACCES), 126),
+        (SpawnError("execve of /x failed", step="execve", errno=errno.ENOEXEC), 126),
+        (SpawnError("pivot_root failed", step="pivot_root", errno=errno.EINVAL), 125),
+        (ConfigError("workdir", "x", "must be absolute"), 125),
+        (ImageError("unknown image"), 125),
+        (PermissionError(errno.EACCES, "denied"), 125),
+    ],
+)
+def test_error_status_like_docker(error: BaseException, status: int) -> None:
+    assert cli.error_status(error) == status
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "-w", "relative", "busybox", "true"], "fastcontain: invalid workdir='relative'"),
+        (["run", "--network", "bridge", "busybox"], "bridge networks come later"),
+        (["run", "--hostname", "bad_name", "busybox"], "fastcontain: invalid hostname='bad_name'"),
+        (["run", "-v", "data:/data", "busybox"], "'data'"),
+        (["run", "--cpuset-cpus", "4096", "busybox"], "fastcontain: invalid cpus=4096"),
+        (["run", "/nonexistent-fastcontain-dir", "true"], "fastcontain: image '/nonexistent-fastcontain-dir'"),
+    ],
+)
+def test_bad_options_exit_125_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == 125
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("fastcontain: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["run"], ["run", "--bogus", "busybox"], ["nosuch"], []])
+def test_usage_errors_exit_125(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 125 and "fastcontain: " in capsys.readouterr().err
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"fastcontain {fastcontain.__version__}"
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "none (default): an isolated network with only lo" in text
+    assert "removed when it exits, with or without --rm" in text
+    assert "128+N" in text and "125" in text
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from fastcontain.image import store
+
+    try:
+        store.find_busybox()
+    except ImageError as e:
+        pytest.skip(f"no static busybox on this host: {e}")
+    monkeypatch.setenv("FASTCONTAIN_ROOT", str(tmp_path / "root"))
+    monkeypatch.setenv("FASTCONTAIN_STORE", str(tmp_path / "store"))
+    return fake_native.install(monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("command", "status"),
+    [(["true"], 0), (["sh", "-c", "exit 42"], 42), (["sh", "-c", "kill -KILL $$"], 137),
+     (["no-such-command"], 127), (["{not_executable}"], 126)],
+)
+def test_exit_status_of_a_run(fake: Any, command: list[str], status: int, tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a program\n")  # the fake core execs on the host
+    command = [a.format(not_executable=tmp_path / "data") for a in command]
+    assert cli.main(["run", "--rm", "busybox", *command]) == status
+    assert os.listdir(tmp_path / "root" / "names") == [] and sorted(os.listdir(tmp_path / "root")) == ["lock", "names"]
+
+
+def test_stdio_is_inherited_and_options_reach_the_spec(fake: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "-e", "A=1", "-u", "nobody", "-w", "/tmp", "--hostname", "h", "--network", "host",
+                     "busybox", "echo", "hello"]) == 0
+    assert capfd.readouterr().out == "hello\n"
+    spec = fake.children[0].spec
+    assert spec["stdio"] == [-1, -1, -1] and spec["argv"] == ["echo", "hello"]
+    assert "A=1" in spec["env"] and (spec["uid"], spec["gid"]) == (65534, 65534)
+    assert (spec["cwd"], spec["hostname"]) == ("/tmp", "h") and "net" not in spec["namespaces"]
+
+
+def test_sigterm_tears_the_container_down(fake: Any, tmp_path: Path) -> None:
+    # The handler main() installs turns SIGTERM into an exit that unwinds through the teardown.
+    def spawn_then_term(spec: Any) -> fake_native.Child:
+        child = fake_native.Child(spec)
+        fake.children.append(child)
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()  # while main() waits
+        return child
+
+    fake.spawn = spawn_then_term
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "busybox", "sleep", "30"])
+    assert info.value.code == 128 + signal.SIGTERM
+    assert fake.children[0].closed and fake.children[0].returncode == -signal.SIGKILL
+    assert sorted(os.listdir(tmp_path / "root")) == ["lock", "names"]
+    assert signal.getsignal(signal.SIGTERM) is not cli._terminate  # restored

@@ -1,0 +1,133 @@
+"""The runtime root: per-container state dirs, unique names, locks, and the sweep of crash leftovers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from fastcontain import ConfigError, ContainerError, state
+
+
+def held(path: str) -> bool:
+    return state._held(path)
+
+
+def test_create_makes_a_locked_dir_with_its_layers(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    s = state.create(root)
+    try:
+        assert len(s.id) == 16 and int(s.id, 16) >= 0
+        assert sorted(os.listdir(s.paths.dir)) == ["lock", "rootfs", "upper", "work"]
+        assert os.stat(s.paths.upper).st_mode & 0o777 == 0o755  # the merged root's mode comes from upper
+        assert held(s.paths.dir) and not s.removed
+        assert s.paths == state.Paths(root, s.id)
+    finally:
+        s.remove()
+    assert not os.path.exists(s.paths.dir) and s.removed
+    s.remove()  # idempotent
+
+
+def test_ids_are_random_and_well_formed() -> None:
+    ids = {state.new_id() for _ in range(100)}
+    assert len(ids) == 100 and all(len(i) == 16 and set(i) <= set("0123456789abcdef") for i in ids)
+
+
+def test_a_given_id_must_be_16_hex(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        state.create(str(tmp_path), id="../../etc")
+    assert info.value.field == "id"
+    s = state.create(str(tmp_path), id="00000000deadbeef")
+    with pytest.raises(ContainerError, match="already exists"):
+        state.create(str(tmp_path), id="00000000deadbeef")
+    s.remove()
+
+
+def test_names_are_unique_and_map_to_ids(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    with state.create(root, name="web") as s:
+        assert s.name == "web" and state.lookup("web", root) == s.id
+        with pytest.raises(ContainerError, match=f"'web' is in use by container {s.id}"):
+            state.create(root, name="web")
+        assert sorted(os.listdir(root)) == sorted(["lock", "names", s.id])  # the failed create left nothing
+    assert state.lookup("web", root) is None and os.listdir(os.path.join(root, "names")) == []
+    with state.create(root, name="web") as again:
+        assert state.lookup("web", root) == again.id
+
+
+def test_default_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FASTCONTAIN_ROOT", str(tmp_path))
+    assert state.default_root() == str(tmp_path)
+    with state.create() as s:
+        assert s.paths.root == str(tmp_path)
+    monkeypatch.delenv("FASTCONTAIN_ROOT")
+    assert state.default_root() == "/run/fastcontain"
+
+
+def crash_after_create(root: str, name: str) -> str:
+    """A process that creates a container's state and dies without removing it."""
+    code = "import os, sys; from fastcontain import state; print(state.create(sys.argv[1], name=sys.argv[2]).id, flush=True); os._exit(0)"
+    return subprocess.run([sys.executable, "-c", code, root, name], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_sweep_removes_what_a_crashed_process_left_and_keeps_live_containers(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    state.sweep(root)  # this process's first use is over: no sweep on create below
+    dead = crash_after_create(root, "dead")
+    assert os.path.isdir(os.path.join(root, dead)) and state.lookup("dead", root) == dead
+    with state.create(root, name="live") as live:
+        # an assembly interrupted before its lock file existed, and a name whose dir is gone
+        os.mkdir(os.path.join(root, "0000000000000000"))
+        Path(root, "names", "orphan").write_text("1111111111111111")
+        assert sorted(state.sweep(root)) == sorted([dead, "0000000000000000"])
+        assert sorted(os.listdir(root)) == sorted(["lock", "names", live.id])
+        assert sorted(os.listdir(os.path.join(root, "names"))) == ["live"]
+        assert held(live.paths.dir)
+
+
+def test_first_use_in_a_process_sweeps(tmp_path: Path) -> None:
+    root = str(tmp_path / "fresh")
+    dead = crash_after_create(root, "x")
+    with state.create(root) as s:  # this process has not used this root yet
+        assert not os.path.exists(os.path.join(root, dead))
+        assert os.listdir(os.path.join(root, "names")) == []
+        assert s.id != dead
+
+
+def test_a_stale_name_is_taken_over(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    state.sweep(root)  # this process's first use is over: no sweep on create below
+    dead = crash_after_create(root, "db")
+    with state.create(root, name="db") as s:
+        assert state.lookup("db", root) == s.id
+        assert not os.path.exists(os.path.join(root, dead))
+
+
+def test_rmtree_removes_an_overlay_workdir() -> None:
+    """overlayfs leaves work/work as d---------: root removes it anyway; its owner needs
+    a chmod first. As root, the removal runs with the euid of nobody to take that path."""
+    top = tempfile.mkdtemp(prefix="fastcontain-rmtree-")
+    work = os.path.join(top, "c", "work", "work")
+    os.makedirs(os.path.join(work, "inner"))
+    Path(work, "inner", "f").write_text("x")
+    as_nobody = os.geteuid() == 0
+    if as_nobody:
+        for d, dirs, files in os.walk(top):
+            for p in [d] + [os.path.join(d, n) for n in dirs + files]:
+                os.lchown(p, 65534, 65534)
+    os.chmod(os.path.join(work, "inner"), 0)
+    os.chmod(work, 0)
+    try:
+        if as_nobody:
+            os.seteuid(65534)
+        state.rmtree(os.path.join(top, "c"))
+    finally:
+        if as_nobody:
+            os.seteuid(0)
+        shutil.rmtree(top, ignore_errors=True)
+    assert not os.path.exists(os.path.join(top, "c"))
