@@ -1,0 +1,285 @@
+"""Runners for the benches: the same busybox root filesystem and the same command
+through fastcontain, crun, bubblewrap, and a plain subprocess (the floor).
+
+Each runner checks every run it times (exit status 0) and, once, that it really is
+isolated (the probe), recording both in benchmark.extra_info. Runners whose binary is
+missing are skipped with the reason. The session ends with each runner's median and
+its ratio to fastcontain's. `pytest benches --benchmark-disable` runs each one once:
+the benches double as tests, each inside the same leak check as the privileged tests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+# The leak check and session folders are shared with tests/ (tests/harness.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import harness  # noqa: E402
+from harness import pytest_configure, pytest_unconfigure  # noqa: E402, F401 (hooks: the session's folders)
+
+# What the probe prints: its pid, then the ids of its pid and net namespaces.
+PROBE = "echo $$; readlink /proc/self/ns/pid; readlink /proc/self/ns/net"
+# mount, pid, uts, ipc, net and cgroup: fastcontain's default set, in OCI's names
+OCI_NAMESPACES = ("mount", "pid", "uts", "ipc", "network", "cgroup")
+RUNNERS = ("fastcontain", "subprocess", "crun", "bwrap")
+CLONE_NEWNS = 0x00020000
+HYBRID_V2 = "/sys/fs/cgroup/unified"
+
+_results: dict[str, dict[str, object]] = {}
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    # The benches are named bench_*.py; pyproject's pytest settings look for test_*.py.
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    harness.skip_unless_root()
+
+
+@dataclass
+class Runner:
+    name: str
+    run: Callable[[], None]  # one /bin/true; raises unless it exited 0
+    probe: Callable[[], str]  # PROBE's output
+    isolated: bool  # whether it is meant to have its own namespaces
+    notes: dict[str, object] = field(default_factory=dict)
+
+    def check(self) -> dict[str, object]:
+        """Run the probe once; assert the isolation is what the runner claims."""
+        pid, pid_ns, net_ns = self.probe().split()
+        info: dict[str, object] = {
+            "runner": self.name,
+            "pid_inside": int(pid),
+            "pid_ns_isolated": pid_ns != os.readlink("/proc/self/ns/pid"),
+            "net_ns_isolated": net_ns != os.readlink("/proc/self/ns/net"),
+            **self.notes,
+        }
+        if self.isolated:
+            assert info["pid_ns_isolated"] and info["net_ns_isolated"], info
+            # bubblewrap keeps its own reaper as pid 1 and runs the command as pid 2
+            assert info["pid_inside"] in ((2,) if self.name == "bwrap" else (1,)), info
+        else:
+            assert not info["pid_ns_isolated"] and int(pid) > 1, info
+        info["correct"] = True
+        return info
+
+
+def checked(argv: list[str], **kw: object) -> str:
+    r = subprocess.run(argv, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    assert r.returncode == 0, f"{argv[0]} exited {r.returncode}: {r.stderr.strip()}"
+    return r.stdout
+
+
+def build_rootfs(root: Path) -> Path:
+    """The host's static busybox with its applets as links, and the mount points every
+    runner needs (so none of them writes into the folder)."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed (apt-get install busybox-static)")
+    for d in ("bin", "etc", "proc", "sys", "dev", "tmp"):
+        (root / d).mkdir(parents=True)
+    shutil.copy2(os.path.realpath(busybox), root / "bin" / "busybox")
+    for applet in checked([busybox, "--list"]).split():
+        if applet != "busybox":
+            os.symlink("busybox", root / "bin" / applet)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="fastcontain-bench-"))
+    yield path
+    harness.remove_tree(str(path))
+
+
+@pytest.fixture(scope="session")
+def rootfs(workdir: Path) -> Path:
+    return build_rootfs(workdir / "rootfs")
+
+
+# -- the runners --------------------------------------------------------------------
+
+
+def fastcontain_runner(rootfs: Path) -> Runner:
+    import fastcontain
+
+    image = str(rootfs)
+
+    def run() -> None:
+        r = fastcontain.run(image, ["/bin/true"])
+        assert r.returncode == 0, r
+
+    def probe() -> str:
+        r = fastcontain.run(image, ["sh", "-c", PROBE], capture_output=True, text=True, check=True)
+        return r.stdout
+
+    return Runner("fastcontain", run, probe, isolated=True, notes={"how": "fastcontain.run in-process"})
+
+
+def subprocess_runner(rootfs: Path) -> Runner:
+    true, sh = str(rootfs / "bin" / "true"), str(rootfs / "bin" / "sh")
+
+    def run() -> None:
+        assert subprocess.run([true]).returncode == 0
+
+    return Runner(
+        "subprocess", run, lambda: checked([sh, "-c", PROBE]), isolated=False,
+        notes={"how": "subprocess.run of the same static busybox true, no namespaces"},
+    )
+
+
+def private_mount_ns_without_unified() -> int:
+    """A mount namespace where /sys/fs/cgroup/unified is not mounted, as an open fd.
+    crun 1.8 refuses a hybrid cgroup host even with its cgroup manager disabled; joining
+    this namespace right before exec hides the v2 half from it, at the price of a fork
+    instead of subprocess's vfork (and nothing on the host changes)."""
+    helper = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         f"umount {HYBRID_V2} && echo ready && exec sleep 3600"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert helper.stdout is not None
+        assert helper.stdout.readline() == "ready\n", "could not hide the cgroup v2 mount from crun"
+        return os.open(f"/proc/{helper.pid}/ns/mnt", os.O_RDONLY)
+    finally:
+        helper.kill()
+        helper.wait()
+        if helper.stdout is not None:
+            helper.stdout.close()
+
+
+def setns_mount(fd: int) -> None:
+    if hasattr(os, "setns"):  # Python 3.12+
+        os.setns(fd, CLONE_NEWNS)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "setns")
+
+
+def crun_bundle(crun: str, bundle: Path, rootfs: Path, args: list[str]) -> Path:
+    """crun's own default config (crun spec), pointed at the shared rootfs, running
+    args, with the namespace set above and no cgroup mount or resources."""
+    bundle.mkdir()
+    checked([crun, "spec"], cwd=bundle)
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"] = {"path": str(rootfs), "readonly": True}
+    config["process"]["terminal"] = False
+    config["process"]["args"] = args
+    config["linux"]["namespaces"] = [{"type": t} for t in OCI_NAMESPACES]
+    config["linux"].pop("resources", None)
+    config["linux"].pop("cgroupsPath", None)
+    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+    (bundle / "config.json").write_text(json.dumps(config, indent=1))
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def crun_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
+    crun = shutil.which("crun")
+    if crun is None:
+        pytest.skip("crun is not installed (apt-get install crun)")
+    state = workdir / "crun-state"  # crun's --root: its per-container state
+    state.mkdir()
+    true_bundle = crun_bundle(crun, workdir / "crun-true", rootfs, ["/bin/true"])
+    probe_bundle = crun_bundle(crun, workdir / "crun-probe", rootfs, ["sh", "-c", PROBE])
+    hybrid = os.path.ismount(HYBRID_V2)
+    ns_fd = private_mount_ns_without_unified() if hybrid else -1
+    ids = count()
+    kw: dict[str, object] = {"preexec_fn": lambda: setns_mount(ns_fd)} if hybrid else {}
+
+    def argv(bundle: Path) -> list[str]:
+        name = f"fc-bench-{os.getpid()}-{next(ids)}"
+        return [crun, "--root", str(state), "--cgroup-manager=disabled", "run", "--bundle", str(bundle), name]
+
+    def run() -> None:
+        r = subprocess.run(argv(true_bundle), stderr=subprocess.PIPE, text=True, **kw)  # type: ignore[call-overload]
+        assert r.returncode == 0, f"crun exited {r.returncode}: {r.stderr.strip()}"
+
+    try:
+        yield Runner(
+            "crun", run, lambda: checked(argv(probe_bundle), **kw), isolated=True,
+            notes={"how": "crun run, cgroup manager disabled"
+                   + (", in a mount namespace without the cgroup v2 half" if hybrid else "")},
+        )
+        assert os.listdir(state) == [], f"crun left container state: {os.listdir(state)}"
+    finally:
+        if ns_fd >= 0:
+            os.close(ns_fd)
+
+
+def bwrap_runner(rootfs: Path) -> Runner:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+    base = [bwrap, "--unshare-all", "--bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--die-with-parent"]
+
+    def run() -> None:
+        r = subprocess.run([*base, "/bin/true"], stderr=subprocess.PIPE, text=True)
+        assert r.returncode == 0, f"bwrap exited {r.returncode}: {r.stderr.strip()}"
+
+    return Runner(
+        "bwrap", run, lambda: checked([*base, "sh", "-c", PROBE]), isolated=True,
+        notes={"how": "bwrap --unshare-all (adds a user namespace where it can)"},
+    )
+
+
+@pytest.fixture(params=RUNNERS)
+def runner(request: pytest.FixtureRequest, rootfs: Path) -> Runner:
+    name = request.param
+    if name == "crun":
+        return request.getfixturevalue("crun_setup")
+    return {"fastcontain": fastcontain_runner, "subprocess": subprocess_runner, "bwrap": bwrap_runner}[name](rootfs)
+
+
+@pytest.fixture(autouse=True)
+def _leak_check_and_record(request: pytest.FixtureRequest) -> Iterator[None]:
+    # Set up after the runner's session resources (crun's namespace fd is no leak) and
+    # after one fastcontain run (the busybox store, caches); then the runner's result.
+    runner = request.getfixturevalue("runner") if "runner" in request.fixturenames else None
+    bench = request.getfixturevalue("benchmark") if "benchmark" in request.fixturenames else None
+    harness.warm_up()
+    with harness.leak_checked(harness.session().root):
+        yield
+    if runner is not None and bench is not None and bench.extra_info.get("correct"):
+        entry = dict(bench.extra_info)
+        if bench.stats:
+            entry["median"] = bench.stats.stats.median
+            entry["rounds"] = bench.stats.stats.rounds
+        _results[runner.name] = entry
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _results:
+        return
+    tr = terminalreporter
+    tr.section("spawn: one /bin/true per run, same rootfs")
+    base = _results.get("fastcontain", {}).get("median")
+    for name in RUNNERS:
+        entry = _results.get(name)
+        if entry is None:
+            continue
+        median = entry.get("median")
+        if median is None:
+            tr.write_line(f"{name:12} ran once (benchmarks disabled), correct={entry.get('correct')}")
+            continue
+        ratio = f"{median / base:6.2f}x fastcontain" if isinstance(base, float) else ""
+        tr.write_line(f"{name:12} median {median * 1e3:8.3f} ms  {ratio}  ({entry.get('rounds')} rounds, correct={entry.get('correct')})")
