@@ -6,47 +6,86 @@ Three layouts exist and all work:
   cgroup through clone3's CLONE_INTO_CGROUP with a directory fd; limits are
   ``memory.max``, ``cpu.max``, ``pids.max``, ``cpuset.cpus``, ``io.max``...
 - ``hybrid``: v1 controllers plus a cgroup2 mount (``/sys/fs/cgroup/unified``)
-  without controllers. The unified cgroup still carries membership (the child
-  is born in it), ``cgroup.kill`` and CPU time; the v1 controllers carry the
-  limits, and the pid is written to them while the child waits for start.
+  without controllers. The unified cgroup carries membership (the child is born
+  in it), ``cgroup.kill`` and CPU time; v1 controllers carry the limits, and the
+  pid is written to them while the child waits for start. Only the controllers
+  the limits need are joined: a v1 attach costs an RCU grace period (~8 ms) when
+  the host was idle, so a container without limits has none.
 - ``v1``: controllers only. The pid is written to each controller's cgroup;
   kill-all goes through the freezer.
 
-Everything that can be done once (detection, the parent cgroups, enabling
-controllers) is done once per :class:`Manager`.
+Everything that can be done once (detection, the parent cgroups, enabling and
+checking controllers and files) is done once per :class:`Manager`; `manager()`
+is the process's, and its first use sweeps cgroups left by crashed runs.
+Each container's cgroup records its owner (the state dir, whose lock a live
+owner holds) in an extended attribute, so the sweep never takes a live one.
 """
 
 from __future__ import annotations
 
 import errno as _errno
 import os
+import re
 import signal
 import stat as _stat
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, cast
 
-from .config import format_cpu_list, online_cpus, parse_cpu_list
-from .errors import ConfigError, FastcontainError
+from .errors import CgroupError, ConfigError
+
+__all__ = [
+    "CgroupError", "Resources", "Setting", "Host", "Manager", "Cgroup", "manager",
+    "parse_bytes", "parse_cpu_list", "format_cpu_list", "online_cpus",
+]
 
 DEFAULT_PARENT = "fastcontain"
 CPU_PERIOD_US = 100_000
 V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
+V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices")
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum
+OWNER_XATTR = "trusted.fastcontain.owner"  # the owning container's state dir
+_ID = re.compile(r"[0-9a-f]{16}\Z")
 
 
-class CgroupError(FastcontainError):
-    """A cgroup operation failed; names the file, the value and the errno."""
-
-    def __init__(self, message: str, *, path: str | None = None, errno: int = 0) -> None:
-        self.path = path
-        self.errno = errno
-        if errno:
-            message = f"{message}: {_errno.errorcode.get(errno, errno)} ({os.strerror(errno)})"
-        super().__init__(message)
+# -- CPU lists ----------------------------------------------------------------------
 
 
-# -- values -------------------------------------------------------------------
+def parse_cpu_list(text: str) -> frozenset[int]:
+    """Parse the kernel's CPU list format ("0-3,6,8-9")."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        lo, dash, hi = part.partition("-")
+        first, last = int(lo), int(hi) if dash else int(lo)
+        if first < 0 or last < first:
+            raise ValueError(f"bad CPU range {part!r}")
+        cpus.update(range(first, last + 1))
+    return frozenset(cpus)
+
+
+def format_cpu_list(cpus: frozenset[int] | Sequence[int]) -> str:
+    """The kernel's CPU list format: "0-3,6"."""
+    out: list[str] = []
+    for c in sorted(set(cpus)):
+        if out and out[-1].split("-")[-1] == str(c - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{c}"
+        else:
+            out.append(str(c))
+    return ",".join(out)
+
+
+def online_cpus() -> frozenset[int]:
+    """The CPUs a container may be given: online ones this process may use."""
+    try:
+        with open("/sys/devices/system/cpu/online") as f:
+            online = parse_cpu_list(f.read())
+    except (OSError, ValueError):
+        return frozenset(os.sched_getaffinity(0))
+    return online & frozenset(os.sched_getaffinity(0))
+
+
+# -- values ---------------------------------------------------------------------------
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -56,7 +95,7 @@ def parse_bytes(field_name: str, value: int | str | None) -> int | None:
     if value is None or isinstance(value, bool):
         return None if value is None else _bad_bytes(field_name, value)
     if isinstance(value, int):
-        return value
+        return value if value >= -1 else _bad_bytes(field_name, value)
     text = str(value).strip().lower()
     if text == "-1":
         return -1
@@ -73,12 +112,28 @@ def parse_bytes(field_name: str, value: int | str | None) -> int | None:
 
 
 def _bad_bytes(field_name: str, value: object) -> int:
-    raise ConfigError(field_name, value, "expected a size such as 67108864, '512k', '64m' or '1g'")
+    raise ConfigError(field_name, value, "expected a size such as 67108864, '512k', '64m' or '1g' (-1: unlimited)")
+
+
+class Setting(NamedTuple):
+    """One value to write: which option asked for it, in which controller and file;
+    `fallback` is (file, value) where a kernel may offer only that instead."""
+
+    field: str
+    controller: str
+    file: str
+    value: str
+    fallback: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
 class Resources:
-    """Limits, with docker's names (``--memory`` is ``memory``, ``--pids-limit`` is ``pids_limit``)."""
+    """Limits, with docker's names (``--memory`` is ``memory``, ``--pids-limit`` is ``pids_limit``).
+
+    ``cpus`` is docker's ``--cpus``: a CFS quota of that many CPUs' time per
+    period. ``cpuset_cpus`` pins to CPUs: the cpuset cgroup and, before exec,
+    sched_setaffinity. ``blkio_weight`` and ``device_*_bps`` need the io (v2) or
+    blkio (v1) controller."""
 
     memory: int | str | None = None
     memory_swap: int | str | None = None
@@ -88,11 +143,11 @@ class Resources:
     cpu_period: int | None = None
     cpu_quota: int | None = None
     pids_limit: int | None = None
-    cpuset_cpus: str | None = None
+    cpuset_cpus: str | Sequence[int] | None = None
     cpuset_mems: str | None = None
     blkio_weight: int | None = None
-    device_read_bps: tuple[tuple[str, int | str], ...] = ()
-    device_write_bps: tuple[tuple[str, int | str], ...] = ()
+    device_read_bps: Sequence[tuple[str, int | str]] = ()
+    device_write_bps: Sequence[tuple[str, int | str]] = ()
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -100,7 +155,7 @@ class Resources:
 
         for name in ("memory", "memory_swap", "memory_reservation"):
             put(name, parse_bytes(name, getattr(self, name)))
-        mem, swap = self.memory, self.memory_swap
+        mem, swap, reservation = (cast("int | None", getattr(self, n)) for n in ("memory", "memory_swap", "memory_reservation"))
         if mem is not None and mem != -1 and mem < MIN_MEMORY:
             raise ConfigError("memory", mem, f"the minimum is {MIN_MEMORY} bytes (6m)")
         if swap is not None:
@@ -108,18 +163,23 @@ class Resources:
                 raise ConfigError("memory_swap", swap, "needs memory to be set too (it is memory plus swap)")
             if swap != -1 and swap < mem:
                 raise ConfigError("memory_swap", swap, f"must be at least memory ({mem}), or -1 for unlimited swap")
+        if reservation is not None and mem is not None and mem != -1 and reservation != -1 and reservation > mem:
+            raise ConfigError("memory_reservation", reservation, f"must not exceed memory ({mem})")
         for name in ("cpu_shares", "cpu_period", "cpu_quota", "pids_limit", "blkio_weight"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
                 raise ConfigError(name, v, "expected an integer")
         if self.cpus is not None:
-            if isinstance(self.cpus, bool) or not isinstance(self.cpus, (int, float)) or self.cpus <= 0:
+            if isinstance(self.cpus, bool) or not isinstance(self.cpus, (int, float)) or not self.cpus > 0:
                 raise ConfigError("cpus", self.cpus, "expected a positive number of CPUs, such as 0.5 or 2")
             n = len(online_cpus())
             if self.cpus > n:
                 raise ConfigError("cpus", self.cpus, f"only {n} CPUs are available")
+            if self.cpus * CPU_PERIOD_US < 1000:
+                raise ConfigError("cpus", self.cpus, "the minimum is 0.01 (a quota of 1 ms per 100 ms)")
             if self.cpu_quota is not None or self.cpu_period is not None:
                 raise ConfigError("cpus", self.cpus, "cpus and cpu_period/cpu_quota are exclusive, as in docker")
+            put("cpus", float(self.cpus))
         if self.cpu_shares is not None and not 2 <= self.cpu_shares <= 262144:
             raise ConfigError("cpu_shares", self.cpu_shares, "must be between 2 and 262144")
         if self.cpu_period is not None and not 1000 <= self.cpu_period <= 1_000_000:
@@ -131,41 +191,51 @@ class Resources:
         if self.blkio_weight is not None and not 10 <= self.blkio_weight <= 1000:
             raise ConfigError("blkio_weight", self.blkio_weight, "must be between 10 and 1000")
         if self.cpuset_cpus is not None:
-            try:
-                cpus = parse_cpu_list(str(self.cpuset_cpus))
-            except ValueError as e:
-                raise ConfigError("cpuset_cpus", self.cpuset_cpus, f"expected a CPU list such as '0-1,3' ({e})") from None
-            allowed = online_cpus()
-            if not cpus <= allowed:
-                raise ConfigError(
-                    "cpuset_cpus", self.cpuset_cpus, f"CPUs {format_cpu_list(cpus - allowed)} are not online here "
-                    f"(online: {format_cpu_list(allowed)})")
-            put("cpuset_cpus", format_cpu_list(cpus))
+            put("cpuset_cpus", _cpu_set_field(self.cpuset_cpus))
         if self.cpuset_mems is not None:
             try:
-                put("cpuset_mems", format_cpu_list(parse_cpu_list(str(self.cpuset_mems))))
+                if not isinstance(self.cpuset_mems, str):
+                    raise ValueError
+                put("cpuset_mems", format_cpu_list(parse_cpu_list(self.cpuset_mems)))
             except ValueError:
-                raise ConfigError("cpuset_mems", self.cpuset_mems, "expected a node list such as '0'") from None
+                raise ConfigError("cpuset_mems", self.cpuset_mems, "expected a memory node list such as '0' or '0-1'") from None
         for name in ("device_read_bps", "device_write_bps"):
+            items = getattr(self, name)
+            if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+                raise ConfigError(name, items, "expected a sequence of (DEVICE_PATH, RATE)")
             rates = []
-            for i, item in enumerate(getattr(self, name)):
+            for i, item in enumerate(items):
+                if isinstance(item, str):  # docker's "PATH:RATE"
+                    path, colon, rate_text = item.rpartition(":")
+                    if not colon or not path:
+                        raise ConfigError(f"{name}[{i}]", item, "expected DEVICE_PATH:RATE, such as /dev/vda:1m")
+                    item = (path, rate_text)
                 try:
                     path, rate = item
                 except (TypeError, ValueError):
                     raise ConfigError(f"{name}[{i}]", item, "expected (DEVICE_PATH, RATE)") from None
                 try:
                     st = os.stat(path)
-                except OSError as e:
-                    raise ConfigError(f"{name}[{i}]", path, f"cannot stat the device: {e.strerror}") from None
+                except (OSError, TypeError, ValueError) as e:
+                    raise ConfigError(f"{name}[{i}]", path, f"cannot stat the device: {getattr(e, 'strerror', e)}") from None
                 if not _stat.S_ISBLK(st.st_mode):
                     raise ConfigError(f"{name}[{i}]", path, "not a block device")
-                rates.append((f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}", parse_bytes(f"{name}[{i}]", rate)))
+                bps = parse_bytes(f"{name}[{i}]", rate)
+                if bps is None or bps < 1:
+                    raise ConfigError(f"{name}[{i}]", rate, "expected a positive rate in bytes per second, such as '1m'")
+                rates.append((f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}", bps))
             put(name, tuple(rates))
 
     @property
     def cpu_set(self) -> tuple[int, ...] | None:
         """The CPUs of cpuset_cpus, for sched_setaffinity."""
+        assert self.cpuset_cpus is None or isinstance(self.cpuset_cpus, str)
         return tuple(sorted(parse_cpu_list(self.cpuset_cpus))) if self.cpuset_cpus else None
+
+    @property
+    def empty(self) -> bool:
+        """No limit at all: the container's cgroup is only membership and accounting."""
+        return not self.v2_files()
 
     def quota(self) -> tuple[int, int] | None:
         """(quota, period) in µs; quota -1 is unlimited."""
@@ -175,70 +245,102 @@ class Resources:
             return (self.cpu_quota if self.cpu_quota is not None else -1), self.cpu_period or CPU_PERIOD_US
         return None
 
-    def v2_files(self) -> list[tuple[str, str, str]]:
-        """(controller, file, value) for a cgroup v2 directory."""
-        out: list[tuple[str, str, str]] = []
-        if self.memory is not None:
-            out.append(("memory", "memory.max", _max(self.memory)))
-        if self.memory_swap is not None:
-            assert isinstance(self.memory, int)
-            out.append(("memory", "memory.swap.max", "max" if self.memory_swap == -1 else str(self.memory_swap - self.memory)))
-        if self.memory_reservation is not None:
-            out.append(("memory", "memory.low", _max(self.memory_reservation)))
+    def _cpu_field(self) -> str:
+        return "cpus" if self.cpus is not None else "cpu_quota" if self.cpu_quota is not None else "cpu_period"
+
+    def v2_files(self) -> list[Setting]:
+        """What to write in a cgroup v2 directory."""
+        out: list[Setting] = []
+        mem, swap, low = (cast("int | None", getattr(self, n)) for n in ("memory", "memory_swap", "memory_reservation"))
+        if mem is not None:
+            out.append(Setting("memory", "memory", "memory.max", _max(mem)))
+        if swap is not None:
+            assert mem is not None
+            out.append(Setting("memory_swap", "memory", "memory.swap.max", "max" if swap == -1 else str(swap - mem)))
+        if low is not None:
+            out.append(Setting("memory_reservation", "memory", "memory.low", _max(low)))
         q = self.quota()
         if q is not None:
-            out.append(("cpu", "cpu.max", f"{_max(q[0])} {q[1]}"))
-        if self.cpu_shares is not None:  # docker's conversion of shares to weight
-            out.append(("cpu", "cpu.weight", str(1 + ((self.cpu_shares - 2) * 9999) // 262142)))
+            out.append(Setting(self._cpu_field(), "cpu", "cpu.max", f"{_max(q[0])} {q[1]}"))
+        if self.cpu_shares is not None:  # docker's (runc's) conversion of shares to weight
+            out.append(Setting("cpu_shares", "cpu", "cpu.weight", str(1 + ((self.cpu_shares - 2) * 9999) // 262142)))
         if self.pids_limit is not None:
-            out.append(("pids", "pids.max", _max(self.pids_limit)))
-        if self.cpuset_cpus is not None:
-            out.append(("cpuset", "cpuset.cpus", self.cpuset_cpus))
+            out.append(Setting("pids_limit", "pids", "pids.max", _max(self.pids_limit)))
         if self.cpuset_mems is not None:
-            out.append(("cpuset", "cpuset.mems", self.cpuset_mems))
+            out.append(Setting("cpuset_mems", "cpuset", "cpuset.mems", str(self.cpuset_mems)))
+        if self.cpuset_cpus is not None:
+            out.append(Setting("cpuset_cpus", "cpuset", "cpuset.cpus", str(self.cpuset_cpus)))
         if self.blkio_weight is not None:
-            out.append(("io", "io.weight", f"default {1 + (self.blkio_weight - 10) * 9999 // 990}"))
+            weight = f"default {1 + (self.blkio_weight - 10) * 9999 // 990}"  # runc's conversion
+            # without iocost, BFQ's weight takes blkio's scale, as runc writes it
+            out.append(Setting("blkio_weight", "io", "io.weight", weight, ("io.bfq.weight", f"default {self.blkio_weight}")))
         for dev, rate in self.device_read_bps:
-            out.append(("io", "io.max", f"{dev} rbps={rate}"))
+            out.append(Setting("device_read_bps", "io", "io.max", f"{dev} rbps={rate}"))
         for dev, rate in self.device_write_bps:
-            out.append(("io", "io.max", f"{dev} wbps={rate}"))
+            out.append(Setting("device_write_bps", "io", "io.max", f"{dev} wbps={rate}"))
         return out
 
-    def v1_files(self) -> list[tuple[str, str, str]]:
-        """(controller, file, value) for cgroup v1 controllers, in a valid order."""
-        out: list[tuple[str, str, str]] = []
+    def v1_files(self) -> list[Setting]:
+        """What to write in cgroup v1 controllers, in a valid order (memory before
+        memory+swap, the period before the quota)."""
+        out: list[Setting] = []
         if self.memory is not None:
-            out.append(("memory", "memory.limit_in_bytes", str(self.memory)))
+            out.append(Setting("memory", "memory", "memory.limit_in_bytes", str(self.memory)))
         if self.memory_swap is not None:
-            out.append(("memory", "memory.memsw.limit_in_bytes", str(self.memory_swap)))
+            out.append(Setting("memory_swap", "memory", "memory.memsw.limit_in_bytes", str(self.memory_swap)))
         if self.memory_reservation is not None:
-            out.append(("memory", "memory.soft_limit_in_bytes", str(self.memory_reservation)))
+            out.append(Setting("memory_reservation", "memory", "memory.soft_limit_in_bytes", str(self.memory_reservation)))
         q = self.quota()
         if q is not None:
-            out.append(("cpu", "cpu.cfs_period_us", str(q[1])))
-            out.append(("cpu", "cpu.cfs_quota_us", str(q[0])))
+            out.append(Setting(self._cpu_field(), "cpu", "cpu.cfs_period_us", str(q[1])))
+            out.append(Setting(self._cpu_field(), "cpu", "cpu.cfs_quota_us", str(q[0])))
         if self.cpu_shares is not None:
-            out.append(("cpu", "cpu.shares", str(self.cpu_shares)))
+            out.append(Setting("cpu_shares", "cpu", "cpu.shares", str(self.cpu_shares)))
         if self.pids_limit is not None:
-            out.append(("pids", "pids.max", _max(self.pids_limit)))
-        if self.cpuset_cpus is not None:
-            out.append(("cpuset", "cpuset.cpus", self.cpuset_cpus))
+            out.append(Setting("pids_limit", "pids", "pids.max", _max(self.pids_limit)))
         if self.cpuset_mems is not None:
-            out.append(("cpuset", "cpuset.mems", self.cpuset_mems))
+            out.append(Setting("cpuset_mems", "cpuset", "cpuset.mems", str(self.cpuset_mems)))
+        if self.cpuset_cpus is not None:
+            out.append(Setting("cpuset_cpus", "cpuset", "cpuset.cpus", str(self.cpuset_cpus)))
         if self.blkio_weight is not None:
-            out.append(("blkio", "blkio.weight", str(self.blkio_weight)))
+            out.append(Setting("blkio_weight", "blkio", "blkio.weight", str(self.blkio_weight),
+                               ("blkio.bfq.weight", str(self.blkio_weight))))  # CFQ's, else BFQ's
         for dev, rate in self.device_read_bps:
-            out.append(("blkio", "blkio.throttle.read_bps_device", f"{dev} {rate}"))
+            out.append(Setting("device_read_bps", "blkio", "blkio.throttle.read_bps_device", f"{dev} {rate}"))
         for dev, rate in self.device_write_bps:
-            out.append(("blkio", "blkio.throttle.write_bps_device", f"{dev} {rate}"))
+            out.append(Setting("device_write_bps", "blkio", "blkio.throttle.write_bps_device", f"{dev} {rate}"))
         return out
+
+
+RESOURCE_FIELDS = tuple(f for f in Resources.__dataclass_fields__)
+"""Config's fields that are limits (the same names as Resources')."""
+
+
+def _cpu_set_field(value: object) -> str:
+    try:
+        if isinstance(value, str):
+            cpus = parse_cpu_list(value)
+        elif isinstance(value, Sequence) and value and all(isinstance(c, int) and not isinstance(c, bool) for c in value):
+            cpus = frozenset(value)
+            if min(cpus) < 0:
+                raise ValueError("negative CPU number")
+        else:
+            raise ValueError("not a list")
+    except ValueError as e:
+        raise ConfigError("cpuset_cpus", value, f"expected a CPU list such as '0-1,3' or [0, 1, 3] ({e})") from None
+    allowed = online_cpus()
+    if not cpus <= allowed:
+        raise ConfigError(
+            "cpuset_cpus", value, f"CPUs {format_cpu_list(cpus - allowed)} are not online CPUs this process may use "
+            f"(those are {format_cpu_list(allowed)})")
+    return format_cpu_list(cpus)
 
 
 def _max(v: int) -> str:
     return "max" if v == -1 else str(v)
 
 
-# -- the host -------------------------------------------------------------------
+# -- the host -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -260,7 +362,7 @@ class Host:
                     unified = point
                 elif fstype == "cgroup":
                     for opt in super_opts.split(","):
-                        if opt in ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices"):
+                        if opt in V1_CONTROLLERS:
                             v1.setdefault(opt, point)
         if unified is None and not v1:
             raise CgroupError(f"no cgroup filesystem is mounted (read {mountinfo}): mount cgroup2 on /sys/fs/cgroup")
@@ -268,8 +370,19 @@ class Host:
             return cls("v2", unified, {})
         return cls("hybrid" if unified else "v1", unified, v1)
 
+    def mount(self, key: str) -> str:
+        """The mount point of a hierarchy: "unified" or a v1 controller."""
+        point = self.unified if key == "unified" else self.v1.get(key)
+        assert point is not None, key
+        return point
 
-# -- per container ---------------------------------------------------------------
+    @property
+    def keys(self) -> list[str]:
+        """Every hierarchy: "unified" (if mounted), then the v1 controllers."""
+        return (["unified"] if self.unified else []) + list(self.v1)
+
+
+# -- file access -------------------------------------------------------------------------
 
 
 def _write(path: str, value: str) -> None:
@@ -281,8 +394,10 @@ def _write(path: str, value: str) -> None:
         os.write(fd, value.encode())
     except OSError as e:
         hint = ""
-        if path.endswith("cpuset.cpus") or path.endswith("cpuset.mems"):
-            hint = " (a v1 cpuset needs both cpuset.cpus and cpuset.mems, within its parent's)"
+        if path.endswith(("cpuset.cpus", "cpuset.mems")):
+            hint = " (a cpuset must be within its parent's, and v1 needs both cpuset.cpus and cpuset.mems)"
+        elif path.endswith("cgroup.procs") and e.errno == _errno.ENOSPC:
+            hint = " (an empty v1 cpuset: its cpuset.cpus or cpuset.mems is not set)"
         raise CgroupError(f"writing {value!r} to {path} failed{hint}", path=path, errno=e.errno or 0) from None
     finally:
         os.close(fd)
@@ -301,12 +416,12 @@ def _read_int(path: str) -> int | None:
     return None if text == "max" else int(text)
 
 
-def _keyed(path: str) -> dict[str, int]:
-    """A "key value" file (cpu.stat, memory.events, memory.oom_control)."""
+def _keyed(path: str) -> dict[str, int] | None:
+    """A "key value" file (cpu.stat, memory.events, memory.oom_control); None if absent."""
     try:
         text = _read(path)
     except OSError:
-        return {}
+        return None
     out = {}
     for line in text.splitlines():
         k, _, v = line.partition(" ")
@@ -326,9 +441,20 @@ def _rmdir(path: str, deadline: float) -> None:
             return
         except OSError as e:
             if e.errno != _errno.EBUSY or time.monotonic() > deadline:
-                raise CgroupError(f"removing the cgroup {path} failed", path=path, errno=e.errno or 0) from None
+                hint = " (processes are still in it)" if e.errno == _errno.EBUSY else ""
+                raise CgroupError(f"removing the cgroup {path} failed{hint}", path=path, errno=e.errno or 0) from None
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# -- per container ---------------------------------------------------------------------
 
 
 class Cgroup:
@@ -341,17 +467,23 @@ class Cgroup:
         self.fd: int | None = None  # the unified directory, for CLONE_INTO_CGROUP
 
     @property
+    def path(self) -> str | None:
+        """The unified directory, else the first v1 one (for messages and tests)."""
+        return self.dirs.get("unified") or next(iter(self.dirs.values()), None)
+
+    @property
     def needs_attach(self) -> bool:
         """True when the pid must be written to v1 controllers (before exec)."""
         return any(k != "unified" for k in self.dirs)
 
     def attach(self, pid: int) -> None:
+        """Write pid to every v1 controller's cgroup.procs (the unified one it was born in)."""
         for key, d in self.dirs.items():
             if key != "unified":
                 _write(os.path.join(d, "cgroup.procs"), str(pid))
 
     def procs(self) -> list[int]:
-        d = self.dirs.get("unified") or self.dirs.get("freezer") or self.dirs.get("pids") or next(iter(self.dirs.values()), None)
+        d = self.dirs.get("unified") or self.dirs.get("freezer") or self.dirs.get("pids") or self.path
         if d is None:
             return []
         try:
@@ -360,9 +492,12 @@ class Cgroup:
             return []
 
     def kill(self) -> None:
-        """SIGKILL every process in the cgroup, so a forking payload cannot escape."""
-        if "unified" in self.dirs and os.path.exists(os.path.join(self.dirs["unified"], "cgroup.kill")):
-            _write(os.path.join(self.dirs["unified"], "cgroup.kill"), "1")
+        """SIGKILL every process in the cgroup, so a forking payload cannot escape:
+        cgroup.kill where there is a cgroup2 directory (v2, and hybrid's unified one),
+        else the v1 freezer: freeze, kill each, thaw."""
+        uni = self.dirs.get("unified")
+        if uni and self.manager.has_cgroup_kill:
+            _write(os.path.join(uni, "cgroup.kill"), "1")
             return
         freezer = self.dirs.get("freezer")
         if freezer:
@@ -378,23 +513,33 @@ class Cgroup:
             finally:
                 _write(state, "THAWED")
             return
-        for _ in range(3):  # no freezer and no cgroup.kill: kill in rounds
+        for _ in range(3):  # neither cgroup.kill nor a freezer: kill in rounds
             for pid in self.procs():
                 _kill(pid)
 
-    def oom_kills(self) -> int:
+    def oom_kills(self) -> int | None:
+        """How many processes the OOM killer took in this cgroup; None when the
+        container has no memory cgroup (hybrid and v1 without a memory limit)."""
         if self.manager.host.layout == "v2":
-            return _keyed(os.path.join(self.dirs["unified"], "memory.events")).get("oom_kill", 0)
-        if "memory" in self.dirs:
-            return _keyed(os.path.join(self.dirs["memory"], "memory.oom_control")).get("oom_kill", 0)
-        return 0
+            events = _keyed(os.path.join(self.dirs["unified"], "memory.events"))
+        elif "memory" in self.dirs:
+            events = _keyed(os.path.join(self.dirs["memory"], "memory.oom_control"))
+        else:
+            return None
+        return None if events is None else events.get("oom_kill", 0)
 
     def stats(self) -> dict[str, int | None]:
-        """CPU time (µs), memory now and at peak (bytes), pids, OOM kills, I/O bytes: read at once."""
-        s: dict[str, int | None] = {}
+        """Read at once: cpu_usage_us, memory_current and memory_peak (bytes), pids_current,
+        oom_kills, io_read_bytes and io_write_bytes. None where the layout cannot tell."""
+        s: dict[str, int | None] = dict.fromkeys(
+            ("cpu_usage_us", "memory_current", "memory_peak", "pids_current", "oom_kills", "io_read_bytes", "io_write_bytes"))
         uni = self.dirs.get("unified")
         if uni:
-            s["cpu_usage_us"] = _keyed(os.path.join(uni, "cpu.stat")).get("usage_usec")
+            s["cpu_usage_us"] = (_keyed(os.path.join(uni, "cpu.stat")) or {}).get("usage_usec")
+            try:  # cgroup.threads lists every task, which is what pids.current counts
+                s["pids_current"] = len(_read(os.path.join(uni, "cgroup.threads")).split())
+            except OSError:
+                pass
         elif "cpuacct" in self.dirs:
             ns = _read_int(os.path.join(self.dirs["cpuacct"], "cpuacct.usage"))
             s["cpu_usage_us"] = None if ns is None else ns // 1000
@@ -403,22 +548,35 @@ class Cgroup:
             s["memory_current"] = _read_int(os.path.join(uni, "memory.current"))
             s["memory_peak"] = _read_int(os.path.join(uni, "memory.peak"))
             s["pids_current"] = _read_int(os.path.join(uni, "pids.current"))
-            io = {"rbytes": 0, "wbytes": 0}
             try:
-                for line in _read(os.path.join(uni, "io.stat")).splitlines():
+                text = _read(os.path.join(uni, "io.stat"))
+                io = {"rbytes": 0, "wbytes": 0}
+                for line in text.splitlines():
                     for kv in line.split()[1:]:
                         k, _, v = kv.partition("=")
                         if k in io:
                             io[k] += int(v)
+                s["io_read_bytes"], s["io_write_bytes"] = io["rbytes"], io["wbytes"]
             except OSError:
                 pass
-            s["io_read_bytes"], s["io_write_bytes"] = io["rbytes"], io["wbytes"]
         else:
             mem = self.dirs.get("memory")
-            s["memory_current"] = _read_int(os.path.join(mem, "memory.usage_in_bytes")) if mem else None
-            s["memory_peak"] = _read_int(os.path.join(mem, "memory.max_usage_in_bytes")) if mem else None
-            pids = self.dirs.get("pids")
-            s["pids_current"] = _read_int(os.path.join(pids, "pids.current")) if pids else None
+            if mem:
+                s["memory_current"] = _read_int(os.path.join(mem, "memory.usage_in_bytes"))
+                s["memory_peak"] = _read_int(os.path.join(mem, "memory.max_usage_in_bytes"))
+            if "pids" in self.dirs:
+                s["pids_current"] = _read_int(os.path.join(self.dirs["pids"], "pids.current"))
+            if "blkio" in self.dirs:
+                try:
+                    text = _read(os.path.join(self.dirs["blkio"], "blkio.throttle.io_service_bytes_recursive"))
+                    io = {"Read": 0, "Write": 0}
+                    for line in text.splitlines():
+                        parts = line.split()
+                        if len(parts) == 3 and parts[1] in io:
+                            io[parts[1]] += int(parts[2])
+                    s["io_read_bytes"], s["io_write_bytes"] = io["Read"], io["Write"]
+                except OSError:
+                    pass
         s["oom_kills"] = self.oom_kills()
         return s
 
@@ -428,18 +586,20 @@ class Cgroup:
             self.fd = None
 
     def remove(self, timeout: float = 5.0) -> None:
-        """Kill what is left, then rmdir every directory (bounded retries)."""
+        """Kill what is left, then rmdir every directory (bounded retries). Idempotent."""
         self.close()
+        if not self.dirs:
+            return
         if self.procs():
             self.kill()
         deadline = time.monotonic() + timeout
         errors: list[CgroupError] = []
-        for d in reversed(list(self.dirs.values())):
+        for key, d in reversed(list(self.dirs.items())):
             try:
                 _rmdir(d, deadline)
+                del self.dirs[key]
             except CgroupError as e:
                 errors.append(e)
-        self.dirs.clear()
         if errors:
             raise errors[0]
 
@@ -449,139 +609,249 @@ class Cgroup:
     def __exit__(self, *exc: object) -> None:
         self.remove()
 
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    def __repr__(self) -> str:
+        return f"<Cgroup {self.path or self.id}>"
 
 
 class Manager:
-    """The parent cgroups fastcontain owns on this host, prepared once."""
+    """The parent cgroups fastcontain owns on this host, prepared and checked once."""
 
     def __init__(self, parent: str | None = None, host: Host | None = None) -> None:
         self.parent = (parent or os.environ.get("FASTCONTAIN_CGROUP_PARENT") or DEFAULT_PARENT).strip("/")
         if not self.parent or ".." in self.parent.split("/"):
             raise ConfigError("cgroup_parent", parent, "a relative cgroup path such as 'fastcontain'")
         self.host = host or Host.detect()
-        self._ready: set[str] = set()
+        self._ready: dict[str, str] = {}  # hierarchy key -> our parent directory in it
+        self._checked: set[tuple[str, str]] = set()  # (controller, file) known to exist
+        self._lock = threading.Lock()
+        self.has_cgroup_kill = False  # cgroup.kill (5.14+) is not in a root: known once our parent exists
 
-    # The parents, created on first use of each controller.
-    def _parent_dir(self, key: str) -> str:
-        mount = self.host.unified if key == "unified" else self.host.v1[key]
-        assert mount is not None
-        d = os.path.join(mount, self.parent)
-        if key in self._ready:
+    # -- once per process ------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create our parent in every hierarchy a container may join (on v2, enabling
+        the controllers), so no container pays for it and none finds it half-made."""
+        keys = ["unified"] if self.host.unified else []
+        wanted = ("memory", "pids", "cpu", "cpuset", "blkio") + (("freezer", "cpuacct") if self.host.layout == "v1" else ())
+        keys += [c for c in wanted if c in self.host.v1]
+        for key in keys:
+            self.parent_dir(key)
+
+    def parent_dir(self, key: str) -> str:
+        """Our parent in a hierarchy, created (and on v2 given its controllers) on first use."""
+        d = self._ready.get(key)
+        if d is not None:
             return d
-        os.makedirs(d, exist_ok=True)
-        if key == "unified" and self.host.layout == "v2":
-            self._enable_v2_controllers(mount)
-        if key == "cpuset":  # v1: an empty cpuset refuses tasks; take the parent's
-            for f in ("cpuset.cpus", "cpuset.mems"):
-                if not _read(os.path.join(d, f)).strip():
-                    _write(os.path.join(d, f), _read(os.path.join(os.path.dirname(d), f)).strip())
-        self._ready.add(key)
+        with self._lock:
+            mount = self.host.mount(key)
+            d = os.path.join(mount, self.parent)
+            try:
+                os.makedirs(d, exist_ok=True)
+            except OSError as e:
+                raise CgroupError(f"creating fastcontain's parent cgroup {d} failed", path=d, errno=e.errno or 0) from None
+            if key == "unified" and self.host.layout == "v2":
+                self._enable_v2_controllers(mount)
+            if key == "cpuset":  # v1: an empty cpuset refuses tasks; take the parent's
+                for f in ("cpuset.mems", "cpuset.cpus"):
+                    if not _read(os.path.join(d, f)).strip():
+                        _write(os.path.join(d, f), _read(os.path.join(os.path.dirname(d), f)).strip())
+            if key == "unified":
+                self.has_cgroup_kill = os.path.exists(os.path.join(d, "cgroup.kill"))
+            self._ready[key] = d
         return d
 
     def _enable_v2_controllers(self, mount: str) -> None:
-        """Enable every controller we use from the root down to our parent's children."""
+        """Enable every controller we use, from the root down to our parent's children."""
         path = mount
         for part in [""] + self.parent.split("/"):
             path = os.path.join(path, part) if part else path
             have = set(_read(os.path.join(path, "cgroup.controllers")).split())
-            want = [c for c in V2_CONTROLLERS if c in have]
             enabled = set(_read(os.path.join(path, "cgroup.subtree_control")).split())
-            missing = [c for c in want if c not in enabled]
+            missing = [c for c in V2_CONTROLLERS if c in have and c not in enabled]
             if missing:
-                _write(os.path.join(path, "cgroup.subtree_control"), " ".join("+" + c for c in missing))
+                # One at a time: a controller that cannot be enabled must not stop the others.
+                for c in missing:
+                    try:
+                        _write(os.path.join(path, "cgroup.subtree_control"), "+" + c)
+                    except CgroupError:
+                        pass  # check() names it if a container needs it
 
-    def controllers_for(self, res: Resources) -> list[str]:
-        """The controllers a container with these limits needs, in this host's terms."""
-        files = res.v2_files() if self.host.layout == "v2" else res.v1_files()
-        asked = {c for c, _f, _v in files}
-        if self.host.layout == "v2":
-            have = set(_read(os.path.join(self.host.unified or "", "cgroup.controllers")).split())
-            for c in sorted(asked - have):
+    def check(self, settings: Iterable[Setting]) -> None:
+        """Raise CgroupError naming the controller and file if this host cannot apply a
+        setting. Each (controller, file) is checked once per process."""
+        for s in settings:
+            if (s.controller, s.file) in self._checked:
+                continue
+            if self.host.layout == "v2":
+                parent = self.parent_dir("unified")
+                control = os.path.join(parent, "cgroup.subtree_control")
+                if s.controller not in _read(control).split():
+                    root = os.path.join(self.host.mount("unified"), "cgroup.controllers")
+                    raise CgroupError(
+                        f"{s.field} needs the cgroup v2 controller '{s.controller}', which is not enabled in {control} "
+                        f"(available at the root, {root}: {_read(root).strip() or 'none'}); enable it with "
+                        f"'echo +{s.controller} > cgroup.subtree_control' in each cgroup down to {parent}")
+            elif s.controller not in self.host.v1:
                 raise CgroupError(
-                    f"the cgroup v2 controller '{c}' is not available: it is missing from "
-                    f"{os.path.join(self.host.unified or '', 'cgroup.controllers')} (enable it in the parent's "
-                    "cgroup.subtree_control, or delegate it to this user)")
-            return []
-        for c in sorted(asked - set(self.host.v1)):
-            raise CgroupError(f"the cgroup v1 controller '{c}' is not mounted under /sys/fs/cgroup (see /proc/self/mountinfo)")
-        base = ["memory", "pids"] + (["cpuacct", "freezer"] if self.host.layout == "v1" else [])
-        return [c for c in dict.fromkeys(base + sorted(asked)) if c in self.host.v1]
+                    f"{s.field} needs the cgroup v1 controller '{s.controller}', which is not mounted "
+                    f"(no cgroup filesystem with '{s.controller}' in /proc/self/mountinfo; docker expects "
+                    f"/sys/fs/cgroup/{s.controller})")
+            else:
+                parent = self.parent_dir(s.controller)
+            if not os.path.exists(os.path.join(parent, s.file)):
+                if s.fallback and os.path.exists(os.path.join(parent, s.fallback[0])):
+                    self._checked.add((s.controller, s.file))
+                    continue
+                also = f" nor {s.fallback[0]}" if s.fallback else ""
+                raise CgroupError(
+                    f"{s.field} cannot be applied: this kernel's '{s.controller}' controller has no {s.file}{also} "
+                    f"({os.path.join(parent, s.file)} does not exist)", path=os.path.join(parent, s.file))
+            self._checked.add((s.controller, s.file))
 
-    def create(self, cid: str, res: Resources = Resources()) -> Cgroup:
-        """Make the container's cgroup with its limits; on any failure nothing is left."""
+    def settings(self, res: Resources) -> list[Setting]:
+        return res.v2_files() if self.host.layout == "v2" else res.v1_files()
+
+    def keys_for(self, res: Resources) -> list[str]:
+        """The hierarchies a container with these limits joins."""
+        if self.host.layout == "v2":
+            return ["unified"]
+        asked = [s.controller for s in self.settings(res)]
+        if self.host.layout == "hybrid":  # membership, kill and CPU time are the unified cgroup's
+            return ["unified"] + list(dict.fromkeys(asked))
+        base = [c for c in ("freezer", "cpuacct", "memory", "pids") if c in self.host.v1]
+        return list(dict.fromkeys(base + asked))
+
+    # -- per container -----------------------------------------------------------------
+
+    def create(self, cid: str, res: Resources = Resources(), owner: str | None = None) -> Cgroup:
+        """Make the container's cgroup with its limits, recording `owner` (its state dir)
+        for the sweep. On any failure nothing is left."""
+        settings = self.settings(res)
+        self.check(settings)
+        keys = self.keys_for(res)
+        parents = [self.parent_dir(k) for k in keys]
         cg = Cgroup(self, cid)
         try:
-            keys = (["unified"] if self.host.unified else []) + self.controllers_for(res)
-            for key in keys:
-                d = os.path.join(self._parent_dir(key), cid)
-                os.mkdir(d)
+            for key, parent in zip(keys, parents):
+                d = os.path.join(parent, cid)
+                try:
+                    os.mkdir(d)
+                except OSError as e:
+                    raise CgroupError(f"creating the cgroup {d} failed", path=d, errno=e.errno or 0) from None
                 cg.dirs[key] = d
-            if self.host.layout == "v2":
-                for _c, name, value in res.v2_files():
-                    _write(os.path.join(cg.dirs["unified"], name), value)
-            else:
-                if "cpuset" in cg.dirs:
-                    for f in ("cpuset.cpus", "cpuset.mems"):
-                        _write(os.path.join(cg.dirs["cpuset"], f), _read(os.path.join(os.path.dirname(cg.dirs["cpuset"]), f)).strip())
-                for c, name, value in res.v1_files():
-                    _write(os.path.join(cg.dirs[c], name), value)
+                if owner is not None:
+                    try:
+                        os.setxattr(d, OWNER_XATTR, owner.encode())
+                    except OSError:
+                        pass  # the sweep then goes by age
+            if "cpuset" in cg.dirs and self.host.layout != "v2":
+                parent = os.path.dirname(cg.dirs["cpuset"])
+                for f in ("cpuset.mems", "cpuset.cpus"):  # v1 children start empty
+                    _write(os.path.join(cg.dirs["cpuset"], f), _read(os.path.join(parent, f)).strip())
+            for s in settings:
+                d = cg.dirs["unified" if self.host.layout == "v2" else s.controller]
+                name, value = s.file, s.value
+                if s.fallback and not os.path.exists(os.path.join(d, name)):
+                    name, value = s.fallback
+                _write(os.path.join(d, name), value)
             if "unified" in cg.dirs:
-                cg.fd = os.open(cg.dirs["unified"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as e:
-            cg.remove()
-            raise CgroupError(f"creating the cgroup {cid} under {self.parent} failed", path=e.filename, errno=e.errno or 0) from None
+                d = cg.dirs["unified"]
+                try:
+                    cg.fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError as e:
+                    raise CgroupError(f"opening the cgroup {d} failed", path=d, errno=e.errno or 0) from None
         except BaseException:
             cg.remove()
             raise
         return cg
 
-    def dirs_of(self, cid: str) -> Iterable[str]:
-        for key in (["unified"] if self.host.unified else []) + list(self.host.v1):
-            mount = self.host.unified if key == "unified" else self.host.v1[key]
-            yield os.path.join(mount or "", self.parent, cid)
+    # -- crash recovery ----------------------------------------------------------------
 
-    def sweep(self, is_live: Callable[[str], bool], min_age: float = 60.0) -> list[str]:
-        """Remove cgroups under our parent that no live container owns (a crashed
-        run's). Cgroups younger than min_age are left alone: their creator may be
-        between mkdir and clone. Returns the ids removed."""
-        ids: set[str] = set()
-        for key in (["unified"] if self.host.unified else []) + list(self.host.v1):
-            mount = self.host.unified if key == "unified" else self.host.v1[key]
+    def sweep(self, owner_alive: Callable[[str], bool], min_age: float = 60.0) -> list[str]:
+        """Remove the cgroups under our parent that no live container owns (a crashed
+        run's), killing what still runs in them. A cgroup names its owner's state dir
+        in an xattr; one without (its creator was between mkdir and setxattr, or the
+        file system refused xattrs) is left alone while younger than min_age.
+        Returns the ids removed."""
+        found: dict[str, dict[str, str]] = {}
+        for key in self.host.keys:
+            base = os.path.join(self.host.mount(key), self.parent)
             try:
-                ids.update(e.name for e in os.scandir(os.path.join(mount or "", self.parent)) if e.is_dir())
+                entries = list(os.scandir(base))
             except OSError:
                 continue
+            for e in entries:
+                if _ID.match(e.name) and e.is_dir(follow_symlinks=False):
+                    found.setdefault(e.name, {})[key] = e.path
         removed = []
         now = time.time()
-        for cid in sorted(ids):
-            if is_live(cid):
-                continue
-            dirs = [d for d in self.dirs_of(cid) if os.path.isdir(d)]
-            if any(now - os.stat(d).st_ctime < min_age for d in dirs):
+        for cid, dirs in sorted(found.items()):
+            owner = _owner(dirs.values())
+            if owner is not None:
+                if owner_alive(owner):
+                    continue
+            elif any(now - _ctime(d) < min_age for d in dirs.values()):
                 continue
             cg = Cgroup(self, cid)
-            for key, d in zip((["unified"] if self.host.unified else []) + list(self.host.v1), self.dirs_of(cid)):
-                if os.path.isdir(d):
-                    cg.dirs[key] = d
+            cg.dirs = dict(dirs)
             try:
                 cg.remove()
                 removed.append(cid)
             except CgroupError:
-                pass
+                pass  # still busy: the next start tries again
         return removed
 
     def remove_parent(self) -> None:
         """Remove our parent cgroups if empty (tests; an operator's cleanup)."""
-        for key in (["unified"] if self.host.unified else []) + list(self.host.v1):
-            mount = self.host.unified if key == "unified" else self.host.v1[key]
+        for key in self.host.keys:
             try:
-                os.rmdir(os.path.join(mount or "", self.parent))
+                os.rmdir(os.path.join(self.host.mount(key), self.parent))
             except OSError:
                 pass
         self._ready.clear()
+        self._checked.clear()
+
+
+def _owner(dirs: Iterable[str]) -> str | None:
+    for d in dirs:
+        try:
+            return os.getxattr(d, OWNER_XATTR).decode()
+        except OSError:
+            continue
+    return None
+
+
+def _ctime(path: str) -> float:
+    try:
+        return os.stat(path).st_ctime
+    except OSError:
+        return 0.0
+
+
+_manager: Manager | None = None
+_manager_lock = threading.Lock()
+
+
+def manager() -> Manager:
+    """This process's Manager (parent from $FASTCONTAIN_CGROUP_PARENT, default
+    'fastcontain'). Its creation sweeps what crashed runs left under the parent."""
+    global _manager
+    m = _manager
+    if m is not None:
+        return m
+    with _manager_lock:
+        if _manager is None:
+            from . import state
+
+            m = Manager()
+            m.prepare()
+            m.sweep(state.owner_alive)
+            _manager = m
+        return _manager
+
+
+def reset() -> None:
+    """Forget this process's Manager (tests that change the parent or the host)."""
+    global _manager
+    with _manager_lock:
+        _manager = None

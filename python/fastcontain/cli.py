@@ -17,8 +17,7 @@ from typing import Any, NoReturn, Sequence
 
 from . import __version__
 from .api import run
-from .config import parse_cpu_list
-from .errors import ConfigError, FastcontainError, SpawnError
+from .errors import FastcontainError, SpawnError
 
 EXIT_RUNTIME = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -57,12 +56,36 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--name", metavar="N", help="a unique name for the container")
     run_p.add_argument("--network", default="none", metavar="none|host",
                        help="none (default): an isolated network with only lo; host: the host's network")
-    run_p.add_argument("--cpuset-cpus", "--cpus-affinity", dest="cpus", metavar="LIST",
-                       help="CPUs the command may run on, e.g. 0-2,4")
+    add_limit_options(run_p)
     run_p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
     run_p.add_argument("image", metavar="IMAGE")
     run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
     return parser
+
+
+def add_limit_options(p: argparse.ArgumentParser) -> None:
+    """docker's resource options; values are checked by Config (fastcontain.cgroups.Resources)."""
+    g = p.add_argument_group("resource limits (docker's options)")
+    g.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 64m or 1g")
+    g.add_argument("--memory-swap", metavar="BYTES", help="memory plus swap limit; -1: unlimited swap")
+    g.add_argument("--memory-reservation", metavar="BYTES", help="soft memory limit")
+    g.add_argument("--cpus", type=float, metavar="N", help="CPU quota in CPUs, e.g. 0.5")
+    g.add_argument("-c", "--cpu-shares", type=int, metavar="N", help="relative CPU weight (default 1024)")
+    g.add_argument("--cpu-period", type=int, metavar="US", help="CFS period in microseconds")
+    g.add_argument("--cpu-quota", type=int, metavar="US", help="CFS quota in microseconds per period")
+    g.add_argument("--pids-limit", type=int, metavar="N", help="maximum number of processes; -1: unlimited")
+    g.add_argument("--cpuset-cpus", "--cpus-affinity", metavar="LIST",
+                   help="CPUs the container may run on, e.g. 0-2,4 (cpuset and affinity)")
+    g.add_argument("--cpuset-mems", metavar="LIST", help="memory nodes the container may use, e.g. 0")
+    g.add_argument("--blkio-weight", type=int, metavar="N", help="block I/O weight, 10 to 1000")
+    g.add_argument("--device-read-bps", action="append", default=[], metavar="DEV:RATE",
+                   help="limit reads from a block device, e.g. /dev/vda:1m")
+    g.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE",
+                   help="limit writes to a block device, e.g. /dev/vda:1m")
+
+
+LIMITS = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares", "cpu_period", "cpu_quota",
+          "pids_limit", "cpuset_cpus", "cpuset_mems", "blkio_weight")
 
 
 def config_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,11 +106,10 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "network": args.network,
         "readonly_rootfs": args.read_only,
     }
-    if args.cpus is not None:
-        try:
-            fields["cpus"] = sorted(parse_cpu_list(args.cpus))
-        except ValueError:
-            raise ConfigError("cpuset-cpus", args.cpus, "expected a CPU list like 0-2,4") from None
+    fields.update({name: getattr(args, name) for name in LIMITS if getattr(args, name) is not None})
+    for name in ("device_read_bps", "device_write_bps"):
+        if getattr(args, name):
+            fields[name] = tuple(getattr(args, name))
     return fields
 
 

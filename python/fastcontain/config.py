@@ -14,7 +14,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence, Union
 
+from .cgroups import RESOURCE_FIELDS, Resources, format_cpu_list, online_cpus, parse_cpu_list
 from .errors import ConfigError
+
+__all__ = ["Config", "Mount", "NAMESPACES", "NETWORKS", "format_cpu_list", "online_cpus", "parse_cpu_list"]
 
 NAMESPACES = ("mount", "pid", "uts", "ipc", "net", "cgroup")
 """The namespaces a container can have, in canonical order."""
@@ -140,28 +143,6 @@ def _normalize_env(env: object) -> tuple[str, ...]:
     return tuple(out)
 
 
-def online_cpus() -> frozenset[int]:
-    """The CPUs the container may be pinned to: online ones this process may use."""
-    try:
-        with open("/sys/devices/system/cpu/online") as f:
-            online = parse_cpu_list(f.read())
-    except (OSError, ValueError):
-        return frozenset(os.sched_getaffinity(0))
-    return online & frozenset(os.sched_getaffinity(0))
-
-
-def parse_cpu_list(text: str) -> frozenset[int]:
-    """Parse the kernel's CPU list format ("0-3,6,8-9")."""
-    cpus: set[int] = set()
-    for part in text.strip().split(","):
-        lo, dash, hi = part.partition("-")
-        first, last = int(lo), int(hi) if dash else int(lo)
-        if first < 0 or last < first:
-            raise ValueError(f"bad CPU range {part!r}")
-        cpus.update(range(first, last + 1))
-    return frozenset(cpus)
-
-
 @dataclass(frozen=True)
 class Config:
     """Everything about one container but its image's content.
@@ -169,8 +150,15 @@ class Config:
     `command=None` runs the image's default command. `env` overrides the
     image's (a mapping or "KEY=VALUE" strings). `user` is "uid[:gid]" or names
     from the image's /etc/passwd and /etc/group. `volumes` are Mounts or docker
-    -v strings. `cpus` pins the command to those CPUs. `network="none"` gives an
-    isolated network namespace with only `lo`; "host" shares the host's."""
+    -v strings. `network="none"` gives an isolated network namespace with only
+    `lo`; "host" shares the host's.
+
+    Limits have docker's names and values (fastcontain.cgroups.Resources):
+    `memory="64m"`, `memory_swap`, `memory_reservation`, `cpus=0.5` (a CPU quota),
+    `cpu_shares`, `cpu_period`, `cpu_quota`, `pids_limit`, `cpuset_cpus="0-1"`
+    (the cpuset cgroup and the CPU affinity), `cpuset_mems`, `blkio_weight`,
+    `device_read_bps` / `device_write_bps` (("/dev/vda", "1m"), ...). They are
+    validated here and gathered in `resources`."""
 
     image: str
     command: Sequence[str] | str | None = None
@@ -181,9 +169,23 @@ class Config:
     volumes: Sequence[Mount | str] = ()
     name: str | None = None
     readonly_rootfs: bool = False
-    cpus: Sequence[int] | None = None
     namespaces: Sequence[str] = field(default=NAMESPACES)
     network: str = "none"
+    # limits (the cgroup), with docker's names
+    memory: int | str | None = None
+    memory_swap: int | str | None = None
+    memory_reservation: int | str | None = None
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    pids_limit: int | None = None
+    cpuset_cpus: str | Sequence[int] | None = None
+    cpuset_mems: str | None = None
+    blkio_weight: int | None = None
+    device_read_bps: Sequence[tuple[str, int | str]] = ()
+    device_write_bps: Sequence[tuple[str, int | str]] = ()
+    resources: Resources = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_str("image", self.image)
@@ -266,24 +268,7 @@ class Config:
         if not isinstance(self.readonly_rootfs, bool):
             raise ConfigError("readonly_rootfs", self.readonly_rootfs, "must be a bool")
 
-        if self.cpus is not None:
-            if isinstance(self.cpus, str) or not isinstance(self.cpus, Sequence) or not self.cpus:
-                raise ConfigError("cpus", self.cpus, "must be a non-empty sequence of CPU numbers")
-            allowed = online_cpus()
-            for c in self.cpus:
-                if not isinstance(c, int) or isinstance(c, bool):
-                    raise ConfigError("cpus", c, "CPU numbers are integers")
-                if c not in allowed:
-                    raise ConfigError("cpus", c, f"not an online CPU this process may use ({format_cpu_list(allowed)})")
-            _set(self, "cpus", tuple(sorted(set(self.cpus))))
-
-
-def format_cpu_list(cpus: frozenset[int] | Sequence[int]) -> str:
-    """The kernel's CPU list format, for messages: "0-3,6"."""
-    out: list[str] = []
-    for c in sorted(set(cpus)):
-        if out and out[-1].split("-")[-1] == str(c - 1):
-            out[-1] = f"{out[-1].split('-')[0]}-{c}"
-        else:
-            out.append(str(c))
-    return ",".join(out)
+        resources = Resources(**{f: getattr(self, f) for f in RESOURCE_FIELDS})
+        for f in RESOURCE_FIELDS:
+            _set(self, f, getattr(resources, f))
+        _set(self, "resources", resources)

@@ -46,6 +46,18 @@ class SpawnError(FastcontainError, OSError):
         return str(self.args[0])
 
 
+class CgroupError(FastcontainError):
+    """A cgroup could not be made, limited, read or removed, or the host lacks a
+    controller; names the controller or file, the value written and the errno."""
+
+    def __init__(self, message: str, *, path: str | None = None, errno: int = 0) -> None:
+        self.path = path
+        self.errno = errno
+        if errno:
+            message = f"{message}: {_errno.errorcode.get(errno, errno)} ({os.strerror(errno)})"
+        super().__init__(message)
+
+
 class ContainerError(FastcontainError):
     """An operation on a container is not possible in its state."""
 
@@ -66,9 +78,14 @@ class TimeoutExpired(FastcontainError, subprocess.TimeoutExpired):
 
 
 class CalledProcessError(FastcontainError, subprocess.CalledProcessError):
-    """check=True and the container's command failed; output is kept."""
+    """check=True and the container's command failed; output is kept. `oom_killed`
+    says the kernel's OOM killer ended it (read from its memory cgroup)."""
+
+    oom_killed = False
 
     def __str__(self) -> str:
+        if self.oom_killed:
+            return f"container command {self.cmd!r} was killed by the OOM killer (its memory limit)"
         if self.returncode is not None and self.returncode < 0:
             return f"container command {self.cmd!r} died of signal {-self.returncode}"
         return f"container command {self.cmd!r} exited with status {self.returncode}"

@@ -125,7 +125,7 @@ def compile(
         "groups": list(user.groups),
         "umask": 0o022,
         "stdio": list(stdio),
-        "cpus": list(config.cpus) if config.cpus is not None else None,
-        "cgroup_fd": None,
+        "cpus": list(config.resources.cpu_set or ()) or None,  # cpuset_cpus: also the affinity
+        "cgroup_fd": None,  # set by api._launch from the container's cgroup
         "wait_for_start": wait_for_start,
     }

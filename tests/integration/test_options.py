@@ -110,10 +110,10 @@ def test_user_by_name(dir_image):
     assert out("id -u; id -g", image=str(dir_image), user="nobody") == "65534\n65534\n"
 
 
-def test_cpus_affinity():
-    assert out("grep Cpus_allowed_list /proc/self/status", cpus=[0]).split() == ["Cpus_allowed_list:", "0"]
+def test_cpuset_cpus_affinity():
+    assert out("grep Cpus_allowed_list /proc/self/status", cpuset_cpus=[0]).split() == ["Cpus_allowed_list:", "0"]
     if len(os.sched_getaffinity(0)) > 1 and 1 in os.sched_getaffinity(0):
-        assert out("grep Cpus_allowed_list /proc/self/status", cpus=[1]).split() == ["Cpus_allowed_list:", "1"]
+        assert out("grep Cpus_allowed_list /proc/self/status", cpuset_cpus="1").split() == ["Cpus_allowed_list:", "1"]
 
 
 def test_only_stdio_descriptors_are_open_inside(tmp_path):

@@ -26,7 +26,7 @@ def test_options_then_image_then_command() -> None:
               "--cpuset-cpus", "0", "--read-only", "busybox", "ls", "-l", "/")
     assert (a.subcommand, a.rm, a.image, a.command) == ("run", True, "busybox", ["ls", "-l", "/"])
     assert (a.env, a.workdir, a.hostname, a.user) == (["A=1", "B=2"], "/srv", "h", "1:2")
-    assert (a.volume, a.name, a.network, a.cpus, a.read_only) == (["/tmp:/t:ro", "/var:/v"], "n", "host", "0", True)
+    assert (a.volume, a.name, a.network, a.cpuset_cpus, a.read_only) == (["/tmp:/t:ro", "/var:/v"], "n", "host", "0", True)
 
 
 def test_everything_after_the_image_is_the_command() -> None:
@@ -37,7 +37,22 @@ def test_everything_after_the_image_is_the_command() -> None:
 
 
 def test_cpus_affinity_alias() -> None:
-    assert parse("run", "--cpus-affinity", "0-1", "busybox").cpus == "0-1"
+    assert parse("run", "--cpus-affinity", "0-1", "busybox").cpuset_cpus == "0-1"
+
+
+def test_limit_options_have_dockers_names() -> None:
+    a = parse("run", "-m", "64m", "--memory-swap", "128m", "--memory-reservation", "32m", "--cpus", "0.5",
+              "-c", "512", "--pids-limit", "20", "--cpuset-mems", "0", "--blkio-weight", "300",
+              "--device-read-bps", "/dev/null:1m", "busybox")
+    f = cli.config_fields(a)
+    assert {k: f[k] for k in ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares", "pids_limit",
+                              "cpuset_mems", "blkio_weight", "device_read_bps")} == {
+        "memory": "64m", "memory_swap": "128m", "memory_reservation": "32m", "cpus": 0.5, "cpu_shares": 512,
+        "pids_limit": 20, "cpuset_mems": "0", "blkio_weight": 300, "device_read_bps": ("/dev/null:1m",)}
+    f = cli.config_fields(parse("run", "--cpu-period", "50000", "--cpu-quota", "25000", "busybox"))
+    assert (f["cpu_period"], f["cpu_quota"]) == (50000, 25000) and "cpus" not in f and "memory" not in f
+    c = fastcontain.Config("busybox", **f)
+    assert c.resources.quota() == (25000, 50000)
 
 
 def test_config_fields_from_options(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,12 +61,12 @@ def test_config_fields_from_options(monkeypatch: pytest.MonkeyPatch) -> None:
     f = cli.config_fields(parse("run", "-e", "A=1", "-e", "FROM_HOST", "-e", "UNSET_ON_HOST", "-v", "/tmp:/t",
                                 "--cpuset-cpus", "0", "--read-only", "busybox"))
     assert f["env"] == ["A=1", "FROM_HOST=v"]  # docker: a bare name passes the host's value, if any
-    assert f["volumes"] == ["/tmp:/t"] and f["cpus"] == [0] and f["readonly_rootfs"] is True
+    assert f["volumes"] == ["/tmp:/t"] and f["cpuset_cpus"] == "0" and f["readonly_rootfs"] is True
     assert f["network"] == "none" and f["workdir"] is None
     fastcontain.Config("busybox", **f)  # every field is one Config knows
     with pytest.raises(ConfigError) as info:
-        cli.config_fields(parse("run", "--cpuset-cpus", "zero", "busybox"))
-    assert (info.value.field, info.value.value) == ("cpuset-cpus", "zero")
+        fastcontain.Config("busybox", **cli.config_fields(parse("run", "--cpuset-cpus", "zero", "busybox")))
+    assert (info.value.field, info.value.value) == ("cpuset_cpus", "zero")
 
 
 @pytest.mark.parametrize(("returncode", "status"), [(0, 0), (3, 3), (255, 255), (-9, 137), (-15, 143), (-2, 130)])
@@ -82,7 +97,11 @@ def test_error_status_like_docker(error: BaseException, status: int) -> None:
         (["run", "--network", "bridge", "busybox"], "bridge networks come later"),
         (["run", "--hostname", "bad_name", "busybox"], "fastcontain: invalid hostname='bad_name'"),
         (["run", "-v", "data:/data", "busybox"], "'data'"),
-        (["run", "--cpuset-cpus", "4096", "busybox"], "fastcontain: invalid cpus=4096"),
+        (["run", "--cpuset-cpus", "4096", "busybox"], "fastcontain: invalid cpuset_cpus='4096'"),
+        (["run", "--memory", "1m", "busybox"], "fastcontain: invalid memory=1048576: the minimum is"),
+        (["run", "--pids-limit", "0", "busybox"], "fastcontain: invalid pids_limit=0"),
+        (["run", "--cpus", "64", "busybox"], "fastcontain: invalid cpus=64.0: only"),
+        (["run", "--device-write-bps", "/dev/null:1m", "busybox"], "not a block device"),
         (["run", "/nonexistent-fastcontain-dir", "true"], "fastcontain: image '/nonexistent-fastcontain-dir'"),
     ],
 )

@@ -129,17 +129,29 @@ def test_bad_names(name: str) -> None:
     assert (e.field, e.value) == ("name", name)
 
 
-def test_cpus_are_checked_against_online_cpus_and_normalized() -> None:
+def test_cpuset_cpus_are_checked_against_online_cpus_and_normalized() -> None:
     allowed = sorted(online_cpus())
     assert allowed, "this process may run on some CPU"
-    assert Config("busybox", cpus=[allowed[-1], allowed[0], allowed[0]]).cpus == tuple(sorted({allowed[0], allowed[-1]}))
+    c = Config("busybox", cpuset_cpus=[allowed[-1], allowed[0], allowed[0]])
+    assert c.cpuset_cpus == format_cpu_list({allowed[0], allowed[-1]})
+    assert c.resources.cpu_set == tuple(sorted({allowed[0], allowed[-1]}))
+    assert Config("busybox", cpuset_cpus=f"{allowed[0]}").cpuset_cpus == str(allowed[0])
     beyond = max(allowed) + 1
-    e = error(cpus=[allowed[0], beyond])
-    assert (e.field, e.value) == ("cpus", beyond) and format_cpu_list(online_cpus()) in e.reason
-    assert error(cpus=[]).field == "cpus"
-    assert error(cpus=[True]).value is True
-    assert error(cpus=["0"]).value == "0"
-    assert error(cpus=[-1]).value == -1
+    e = error(cpuset_cpus=[allowed[0], beyond])
+    assert e.field == "cpuset_cpus" and format_cpu_list(online_cpus()) in e.reason and str(beyond) in e.reason
+    for bad in ([], [True], ["0"], [-1], "0-", "x"):
+        assert error(cpuset_cpus=bad).field == "cpuset_cpus"
+
+
+def test_cpus_is_dockers_quota_and_limits_are_validated_in_config() -> None:
+    c = Config("busybox", cpus=0.5, memory="32m", pids_limit=10)
+    assert (c.cpus, c.memory, c.pids_limit) == (0.5, 32 << 20, 10)
+    assert c.resources.quota() == (50000, 100000) and not c.resources.empty
+    assert Config("busybox").resources.empty
+    assert error(cpus=[0]).field == "cpus"  # the old affinity list is cpuset_cpus now
+    assert error(cpus=0.001).field == "cpus"
+    assert error(memory="lots").field == "memory"
+    assert error(memory="64m", memory_reservation="128m").field == "memory_reservation"
 
 
 def test_online_cpus_is_within_affinity() -> None:

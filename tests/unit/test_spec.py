@@ -108,7 +108,7 @@ def test_mounts_are_the_image_s_then_the_volumes(image: Image, paths: Paths, tmp
 
 def test_cpus_stdio_readonly_and_wait_for_start(image: Image, paths: Paths) -> None:
     cpu = min(os.sched_getaffinity(0))
-    spec = compile(Config("fake", cpus=[cpu], readonly_rootfs=True), image, paths, (5, 6, 6), wait_for_start=True)
+    spec = compile(Config("fake", cpuset_cpus=[cpu], readonly_rootfs=True), image, paths, (5, 6, 6), wait_for_start=True)
     assert spec["cpus"] == [cpu] and spec["stdio"] == [5, 6, 6]
     assert spec["readonly_rootfs"] is True and spec["wait_for_start"] is True
 
