@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,12 +17,14 @@ import leakcheck
 
 ENV_ROOT = "FASTCONTAIN_ROOT"
 ENV_STORE = "FASTCONTAIN_STORE"
+ENV_CGROUP_PARENT = "FASTCONTAIN_CGROUP_PARENT"
 
 
 @dataclass(frozen=True)
 class SessionDirs:
     root: str  # FASTCONTAIN_ROOT: one state folder per container
     store: str  # FASTCONTAIN_STORE: assembled images
+    cgroup_parent: str  # FASTCONTAIN_CGROUP_PARENT: the session's own parent cgroup
     saved_env: tuple[tuple[str, str | None], ...]
 
 
@@ -52,10 +55,12 @@ def open_session() -> SessionDirs:
     dirs = SessionDirs(
         root=tempfile.mkdtemp(prefix="fastcontain-root-"),
         store=tempfile.mkdtemp(prefix="fastcontain-store-"),
-        saved_env=((ENV_ROOT, os.environ.get(ENV_ROOT)), (ENV_STORE, os.environ.get(ENV_STORE))),
+        cgroup_parent=f"fastcontain-test-{os.getpid()}-{secrets.token_hex(3)}",
+        saved_env=tuple((k, os.environ.get(k)) for k in (ENV_ROOT, ENV_STORE, ENV_CGROUP_PARENT)),
     )
     os.environ[ENV_ROOT] = dirs.root
     os.environ[ENV_STORE] = dirs.store
+    os.environ[ENV_CGROUP_PARENT] = dirs.cgroup_parent
     return dirs
 
 
@@ -67,6 +72,19 @@ def close_session(dirs: SessionDirs) -> None:
             os.environ[key] = value
     remove_tree(dirs.root)
     remove_tree(dirs.store)
+    remove_cgroup_parent(dirs.cgroup_parent)
+
+
+def remove_cgroup_parent(parent: str) -> None:
+    """rmdir the session's parent cgroup in every hierarchy (empty unless a test leaked,
+    which the leak check reported)."""
+    for base in [leakcheck.CGROUP_ROOT] + [os.path.join(leakcheck.CGROUP_ROOT, c) for c in leakcheck._listdir(leakcheck.CGROUP_ROOT)]:
+        path = os.path.join(base, parent)
+        if os.path.isdir(path):
+            try:
+                os.rmdir(path)
+            except OSError as e:
+                print(f"\nfastcontain: could not remove the session's cgroup {path}: {e.strerror}")
 
 
 def remove_tree(path: str) -> None:

@@ -156,6 +156,7 @@ def _cgroups() -> list[str]:
                 continue
             if CGROUP_PATTERN.match(e.name):
                 found.append(e.path)
+                found.extend(_below(e.path))  # a container's cgroup under fastcontain's parent
             elif depth < CGROUP_DEPTH:
                 walk(e.path, depth + 1)
 
@@ -165,6 +166,14 @@ def _cgroups() -> list[str]:
         for controller in _listdir(CGROUP_ROOT):
             walk(os.path.join(CGROUP_ROOT, controller), 1)
     return found
+
+
+def _below(path: str) -> list[str]:
+    """Every cgroup directory under path (a cgroup's only subdirectories are cgroups)."""
+    out: list[str] = []
+    for dirpath, dirnames, _files in os.walk(path):
+        out.extend(os.path.join(dirpath, d) for d in dirnames)
+    return out
 
 
 def _listdir(path: str) -> list[str]:

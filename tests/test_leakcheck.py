@@ -74,3 +74,22 @@ def test_reports_and_detaches_a_leaked_mount(tmp_path):
         assert leakcheck.mounts_under(str(tmp_path)) == []
     finally:
         subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+@pytest.mark.privileged
+def test_reports_a_cgroup_left_under_fastcontains_parent(tmp_path):
+    from fastcontain import cgroups
+
+    mgr = cgroups.manager()
+    parent = mgr.parent_dir("unified" if mgr.host.unified else next(iter(mgr.host.v1)))
+    before = leakcheck.take(str(tmp_path))
+    left = os.path.join(parent, "fedcba9876543210")
+    os.mkdir(left)
+    try:
+        found = leakcheck.new(before, leakcheck.take(str(tmp_path)))
+        assert leakcheck.describe(str(tmp_path), found) == [f"cgroup {left}"]
+        leakcheck.clean(found)
+        assert not os.path.exists(left)
+    finally:
+        if os.path.exists(left):
+            os.rmdir(left)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from .api import Container, create, run
+from .api import CompletedProcess, Container, create, run
 from .config import Config, Mount
 from .errors import (
     CalledProcessError,
+    CgroupError,
     ConfigError,
     ContainerError,
     FastcontainError,
@@ -33,6 +34,7 @@ __all__ = [
     "run",
     "create",
     "Container",
+    "CompletedProcess",
     "Config",
     "Mount",
     "FastcontainError",
@@ -40,6 +42,7 @@ __all__ = [
     "ImageError",
     "SpawnError",
     "ContainerError",
+    "CgroupError",
     "TimeoutExpired",
     "CalledProcessError",
     "__version__",

@@ -5,7 +5,8 @@ ConfigError here leaves nothing behind) -> state.create (the state dir, locked)
 -> _native.spawn -> wait -> teardown. Everything a container owns is pushed on
 one ExitStack as it is made, so teardown runs in reverse on success, on any
 error and on KeyboardInterrupt: the native child is killed and reaped, then
-the state dir and name entry are removed.
+the cgroup (killing what is left in it) and the state dir and name entry are
+removed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, Any, Callable, Sequence, overload
 
+from . import cgroups as _cgroups
 from . import image as _image
 from . import spec as _spec
 from . import state as _state
@@ -33,6 +35,18 @@ DEVNULL = subprocess.DEVNULL
 STDOUT = subprocess.STDOUT
 
 _CHUNK = 65536
+
+
+class CompletedProcess(subprocess.CompletedProcess[Any]):
+    """subprocess.CompletedProcess, plus `oom_killed`: the kernel's OOM killer ended a
+    process of the container (read from its memory cgroup, not guessed from -9)."""
+
+    def __init__(self, args: Any, returncode: int, stdout: Any = None, stderr: Any = None, *, oom_killed: bool = False) -> None:
+        super().__init__(args, returncode, stdout, stderr)
+        self.oom_killed = oom_killed
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + (", oom_killed=True)" if self.oom_killed else ")")
 
 
 def _config(image: str | Config, command: Sequence[str] | str | None, fields: dict[str, Any]) -> Config:
@@ -70,17 +84,27 @@ def _launch(
     stdio: Callable[[_state.Paths], Sequence[int]],
     *,
     wait_for_start: bool,
-) -> tuple[_state.ContainerState, _native.Child, dict[str, Any]]:
-    """Resolve, compile, make the state dir and spawn; each owned object goes on `stack`."""
+) -> tuple[_state.ContainerState, _native.Child, dict[str, Any], _cgroups.Cgroup]:
+    """Resolve, compile, make the state dir and the cgroup, and spawn; each owned object
+    goes on `stack`. On v2 the child is born in its cgroup (CLONE_INTO_CGROUP); v1
+    controllers (hybrid and v1 hosts) get its pid while it waits for start."""
     from . import _native  # imported on first use: the rest of the package works without it
     image = _image.resolve(config.image)
     paths = _state.Paths(os.path.abspath(_state.default_root()), id)
     spec = _spec.compile(config, image, paths, (-1, -1, -1), wait_for_start=wait_for_start)
     state = stack.enter_context(_state.create(paths.root, id=id, name=config.name))
+    cgroup = _cgroups.manager().create(id, config.resources, owner=paths.dir)
+    stack.callback(cgroup.remove)
+    spec["cgroup_fd"] = cgroup.fd
+    spec["wait_for_start"] = wait_for_start or cgroup.needs_attach
     spec["stdio"] = list(stdio(paths))
     child = _native.spawn(spec)
     stack.callback(child.close)
-    return state, child, spec
+    if cgroup.needs_attach:  # v1 controllers: placed before exec, while it waits
+        cgroup.attach(child.pid)
+        if not wait_for_start:
+            child.start()
+    return state, child, spec, cgroup
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -222,7 +246,7 @@ def run(
         fds = _Fds()
         stack.callback(fds.close_all)
         theirs, ours = _open_stdio(fds, stdin, stdout, stderr)
-        _, child, spec = _launch(config, _state.new_id(), stack, lambda _: theirs, wait_for_start=False)
+        _, child, spec, cgroup = _launch(config, _state.new_id(), stack, lambda _: theirs, wait_for_start=False)
         for fd in theirs:
             if fd not in ours.values():
                 fds.close(fd)  # the child has its copies; EOF needs ours closed
@@ -231,7 +255,7 @@ def run(
         else:
             chunks, timed_out = {1: [], 2: []}, not _wait_exit(child, deadline)
         if timed_out:
-            child.send_signal(signal.SIGKILL)
+            _kill_all(child, cgroup)
             _wait_exit(child, None)
             for i in (1, 2):
                 if i in ours:
@@ -243,13 +267,25 @@ def run(
                 output=_decode(output[1], encoding, errors), stderr=_decode(output[2], encoding, errors),
             )
         returncode = child.returncode
+        oom_killed = bool(cgroup.oom_kills())
     assert returncode is not None
-    result = subprocess.CompletedProcess(
-        spec["argv"], returncode, _decode(output[1], encoding, errors), _decode(output[2], encoding, errors)
+    result = CompletedProcess(
+        spec["argv"], returncode, _decode(output[1], encoding, errors), _decode(output[2], encoding, errors),
+        oom_killed=oom_killed,
     )
     if check and returncode:
-        raise CalledProcessError(returncode, spec["argv"], result.stdout, result.stderr)
+        error = CalledProcessError(returncode, spec["argv"], result.stdout, result.stderr)
+        error.oom_killed = oom_killed
+        raise error
     return result
+
+
+def _kill_all(child: _native.Child, cgroup: _cgroups.Cgroup) -> None:
+    """SIGKILL every process of the container, those it forked included."""
+    try:
+        cgroup.kill()
+    finally:
+        child.send_signal(signal.SIGKILL)
 
 
 class _Create:
@@ -284,7 +320,9 @@ class Container:
         self._stack = ExitStack()
         self._state: _state.ContainerState | None = None
         self._child: _native.Child | None = None
+        self._cgroup: _cgroups.Cgroup | None = None
         self._returncode: int | None = None
+        self._oom_killed = False
         self.argv: list[str] = []
 
     def _create(self) -> Container:
@@ -302,7 +340,7 @@ class Container:
                     fds.add(os.open(paths.stderr_log, flags, 0o600)),
                 ]
 
-            self._state, self._child, spec = _launch(self.config, self.id, stack, stdio, wait_for_start=True)
+            self._state, self._child, spec, self._cgroup = _launch(self.config, self.id, stack, stdio, wait_for_start=True)
             fds.close_all()
             self.argv = spec["argv"]
             self._stack = stack.pop_all()
@@ -360,11 +398,31 @@ class Container:
         return returncode
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send `sig` to the container's first process (SIGKILL ends every process in it)."""
+        """Send `sig` to the container's first process; SIGKILL kills every process in
+        the container's cgroup, so none it forked escapes."""
         status = self.status
         if status not in ("created", "running") or self._child is None:
             raise ContainerError(f"container {self.id} is {status}: nothing to kill")
-        self._child.send_signal(sig)
+        if sig == signal.SIGKILL and self._cgroup is not None:
+            _kill_all(self._child, self._cgroup)
+        else:
+            self._child.send_signal(sig)
+
+    @property
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer ended a process of the container (from its
+        memory cgroup; always False on hybrid/v1 hosts without a memory limit)."""
+        if self._cgroup is not None and self._status != "removed":
+            return bool(self._cgroup.oom_kills())
+        return self._oom_killed
+
+    def stats(self) -> dict[str, int | None]:
+        """Resource use now, read at once from the cgroup: cpu_usage_us, memory_current,
+        memory_peak, pids_current, oom_kills, io_read_bytes, io_write_bytes (None where
+        the host's cgroup layout cannot tell)."""
+        if self._cgroup is None or self._status == "removed":
+            raise ContainerError(f"container {self.id} is {self.status}: it has no cgroup to read")
+        return self._cgroup.stats()
 
     def remove(self, force: bool = False) -> None:
         """Remove the container's state. A running container needs force=True (it is killed)."""
@@ -373,8 +431,10 @@ class Container:
             raise ContainerError(f"container {self.id} is running: kill it first or remove(force=True)")
         if status == "removed":
             return
+        if self._cgroup is not None:
+            self._oom_killed = bool(self._cgroup.oom_kills())
         try:
-            self._stack.close()  # kill and reap the child, then remove the state dir and name
+            self._stack.close()  # kill and reap the child, remove its cgroup, then the state dir and name
         finally:
             if self._child is not None:
                 self._returncode = self._child.returncode

@@ -120,6 +120,12 @@ def _held(container_dir: str) -> bool:
         os.close(fd)
 
 
+def owner_alive(container_dir: str) -> bool:
+    """Whether a live process owns the container whose state dir this is (for sweeps
+    of what a container made elsewhere, such as its cgroup)."""
+    return _held(container_dir)
+
+
 def _ensure_root(root: str) -> None:
     os.makedirs(os.path.join(root, "names"), mode=0o711, exist_ok=True)
 

@@ -1,4 +1,5 @@
-"""A stand-in for fastcontain._native that runs the spec's argv as a plain host process.
+"""A stand-in for fastcontain._native that runs the spec's argv as a plain host process,
+and for the cgroup manager (no cgroup is made: the unit tier touches no kernel object).
 
 It keeps the contract of _native.pyi (spawn, Child with pid/pidfd/returncode/start/wait/
 poll/send_signal/close, SpawnError for a failed execve), so the Python layer's plumbing
@@ -96,18 +97,65 @@ class Child:
         self.closed = True
 
 
+class Cgroup:
+    """What api needs of fastcontain.cgroups.Cgroup, recording what was asked of it."""
+
+    def __init__(self, cid: str, resources: Any, owner: str | None) -> None:
+        self.id, self.resources, self.owner = cid, resources, owner
+        self.fd: int | None = None
+        self.needs_attach = False
+        self.attached: list[int] = []
+        self.kills = 0
+        self.removed = False
+        self.oom = 0
+
+    def attach(self, pid: int) -> None:
+        self.attached.append(pid)
+
+    def kill(self) -> None:
+        self.kills += 1
+
+    def oom_kills(self) -> int:
+        return self.oom
+
+    def stats(self) -> dict[str, int | None]:
+        return {"cpu_usage_us": 0, "memory_current": None, "memory_peak": None, "pids_current": 1,
+                "oom_kills": self.oom, "io_read_bytes": None, "io_write_bytes": None}
+
+    def remove(self) -> None:
+        assert not self.removed, "a cgroup is removed once"
+        self.removed = True
+
+
+class Manager:
+    def __init__(self) -> None:
+        self.cgroups: list[Cgroup] = []
+        self.needs_attach = False  # what the next cgroups say (a v1 host's)
+        self.oom = 0
+
+    def create(self, cid: str, resources: Any = None, owner: str | None = None) -> Cgroup:
+        cg = Cgroup(cid, resources, owner)
+        cg.needs_attach, cg.oom = self.needs_attach, self.oom
+        self.cgroups.append(cg)
+        return cg
+
+
 def install(monkeypatch: pytest.MonkeyPatch, spawn: Any = None) -> types.SimpleNamespace:
-    """Put the fake in place of fastcontain._native; returns it, recording the children."""
+    """Put the fake in place of fastcontain._native and of the cgroup manager; returns
+    it, recording the children (and, in `cgroups`, the fake manager)."""
     import fastcontain
+    from fastcontain import cgroups
 
     children: list[Child] = []
+    manager = Manager()
+    monkeypatch.setattr(cgroups, "manager", lambda: manager)
 
     def default_spawn(spec: Mapping[str, Any]) -> Child:
         child = Child(spec)
         children.append(child)
         return child
 
-    fake = types.SimpleNamespace(spawn=spawn or default_spawn, Child=Child, children=children)
+    fake = types.SimpleNamespace(spawn=spawn or default_spawn, Child=Child, children=children, cgroups=manager)
     monkeypatch.setitem(sys.modules, "fastcontain._native", fake)
     monkeypatch.setattr(fastcontain, "_native", fake, raising=False)
     return fake
