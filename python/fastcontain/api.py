@@ -73,10 +73,11 @@ def _launch(
 ) -> tuple[_state.ContainerState, _native.Child, dict[str, Any]]:
     """Resolve, compile, make the state dir and spawn; each owned object goes on `stack`."""
     from . import _native  # imported on first use: the rest of the package works without it
-    image = _image.resolve(config.image)
+    image = _image.resolve(config.image, pull=config.pull)
     paths = _state.Paths(os.path.abspath(_state.default_root()), id)
     spec = _spec.compile(config, image, paths, (-1, -1, -1), wait_for_start=wait_for_start)
     state = stack.enter_context(_state.create(paths.root, id=id, name=config.name))
+    _image.record_use(image, paths.dir)  # garbage collection keeps its layers while it lives
     spec["stdio"] = list(stdio(paths))
     child = _native.spawn(spec)
     stack.callback(child.close)

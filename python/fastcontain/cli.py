@@ -19,6 +19,7 @@ from . import __version__
 from .api import run
 from .config import parse_cpu_list
 from .errors import ConfigError, FastcontainError, SpawnError
+from .image import commands as _image_commands
 
 EXIT_RUNTIME = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with the terminal's stdin, stdout and stderr. IMAGE is busybox, host, or a directory "
         "(/path, ./path or dir:/path). Everything after IMAGE is the command. The container is "
         "removed when it exits, with or without --rm (detached and persistent containers come "
-        "with the lifecycle commands).",
+        "with the lifecycle commands). IMAGE may also be an image in the store (NAME[:TAG] or an id): "
+        "see pull, load, import and images.",
         epilog="Exit status: the command's; 128+N if killed by signal N; 125 if fastcontain failed; "
         "126 if the command cannot be executed; 127 if it is not found.",
     )
@@ -60,8 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--cpuset-cpus", "--cpus-affinity", dest="cpus", metavar="LIST",
                        help="CPUs the command may run on, e.g. 0-2,4")
     run_p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
+    run_p.add_argument("--entrypoint", metavar="CMD", help="replace the image's entrypoint (its Cmd is then not used)")
+    run_p.add_argument("--pull", default="never", choices=("never", "missing", "always"),
+                       help="pull a stored image from its registry: never (default), when missing, or always")
     run_p.add_argument("image", metavar="IMAGE")
     run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
+    _image_commands.add_parsers(commands)  # pull, load, import, images, rmi, image ...
     return parser
 
 
@@ -82,7 +88,10 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "name": args.name,
         "network": args.network,
         "readonly_rootfs": args.read_only,
+        "pull": args.pull,
     }
+    if args.entrypoint is not None:
+        fields["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     if args.cpus is not None:
         try:
             fields["cpus"] = sorted(parse_cpu_list(args.cpus))
@@ -109,6 +118,8 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "handler", None) is not None:
+        return int(args.handler(args))
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         result = run(args.image, args.command or None, **config_fields(args))
