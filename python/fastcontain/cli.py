@@ -18,6 +18,7 @@ from typing import Any, NoReturn, Sequence
 from . import __version__
 from .api import run
 from .errors import FastcontainError, SpawnError
+from .image import commands as _image_commands
 
 EXIT_RUNTIME = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with the terminal's stdin, stdout and stderr. IMAGE is busybox, host, or a directory "
         "(/path, ./path or dir:/path). Everything after IMAGE is the command. The container is "
         "removed when it exits, with or without --rm (detached and persistent containers come "
-        "with the lifecycle commands).",
+        "with the lifecycle commands). IMAGE may also be an image in the store (NAME[:TAG] or an id): "
+        "see pull, load, import and images.",
         epilog="Exit status: the command's; 128+N if killed by signal N; 125 if fastcontain failed; "
         "126 if the command cannot be executed; 127 if it is not found.",
     )
@@ -58,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="none (default): an isolated network with only lo; host: the host's network")
     add_limit_options(run_p)
     run_p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
+    run_p.add_argument("--entrypoint", metavar="CMD", help="replace the image's entrypoint (its Cmd is then not used)")
+    run_p.add_argument("--pull", default="never", choices=("never", "missing", "always"),
+                       help="pull a stored image from its registry: never (default), when missing, or always")
     run_p.add_argument("image", metavar="IMAGE")
     run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
+    _image_commands.add_parsers(commands)  # pull, load, import, images, rmi, image ...
     return parser
 
 
@@ -105,11 +111,14 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "name": args.name,
         "network": args.network,
         "readonly_rootfs": args.read_only,
+        "pull": args.pull,
     }
     fields.update({name: getattr(args, name) for name in LIMITS if getattr(args, name) is not None})
     for name in ("device_read_bps", "device_write_bps"):
         if getattr(args, name):
             fields[name] = tuple(getattr(args, name))
+    if args.entrypoint is not None:
+        fields["entrypoint"] = [args.entrypoint] if args.entrypoint else []
     return fields
 
 
@@ -131,6 +140,8 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "handler", None) is not None:
+        return int(args.handler(args))
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         result = run(args.image, args.command or None, **config_fields(args))

@@ -186,6 +186,10 @@ class Config:
     device_read_bps: Sequence[tuple[str, int | str]] = ()
     device_write_bps: Sequence[tuple[str, int | str]] = ()
     resources: Resources = field(init=False, repr=False, compare=False)
+    entrypoint: Sequence[str] | str | None = None
+    """Replaces the image's Entrypoint (and then its Cmd is not used), as docker --entrypoint."""
+    pull: str = "never"
+    """For a stored image: "never", "missing" (pull on a miss) or "always"."""
 
     def __post_init__(self) -> None:
         _check_str("image", self.image)
@@ -204,6 +208,15 @@ class Config:
             _set(self, "command", tuple(_check_str(f"command[{i}]", a, empty=i > 0) for i, a in enumerate(command)))
 
         _set(self, "env", _normalize_env(self.env))
+
+        if self.entrypoint is not None:
+            entry: object = self.entrypoint
+            entry = [entry] if isinstance(entry, str) else entry
+            if isinstance(entry, bytes) or not isinstance(entry, Sequence):
+                raise ConfigError("entrypoint", self.entrypoint, "must be a string or a sequence of strings")
+            _set(self, "entrypoint", tuple(_check_str(f"entrypoint[{i}]", a, empty=True) for i, a in enumerate(entry)))
+        if self.pull not in ("never", "missing", "always"):
+            raise ConfigError("pull", self.pull, "expected 'never', 'missing' or 'always'")
 
         if self.workdir is not None:
             _check_container_path("workdir", self.workdir)

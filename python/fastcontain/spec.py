@@ -101,7 +101,12 @@ def compile(
 
     `stdio`: the host fds that become the container's 0, 1, 2 (-1 inherits)."""
     command = cast("tuple[str, ...] | None", config.command)
-    argv = list(command or image.cmd)
+    entrypoint = cast("tuple[str, ...] | None", config.entrypoint)
+    # docker's rules: the user's entrypoint drops the image's Cmd; a command replaces Cmd only.
+    if entrypoint is not None:
+        argv = list(entrypoint) + list(command or ())
+    else:
+        argv = list(image.entrypoint) + list(command or image.cmd)
     if not argv:
         raise ConfigError("command", None, f"image {image.name!r} has no default command: give one")
     namespaces = list(config.namespaces)
