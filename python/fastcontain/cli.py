@@ -60,6 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--cpuset-cpus", "--cpus-affinity", dest="cpus", metavar="LIST",
                        help="CPUs the command may run on, e.g. 0-2,4")
     run_p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
+    sec = run_p.add_argument_group("security (docker's options)")
+    sec.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
+    sec.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
+    sec.add_argument("--privileged", action="store_true",
+                     help="every capability, no seccomp filter, no masked or read-only /proc paths")
+    sec.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                     help="no-new-privileges=false, seccomp=unconfined or seccomp=PROFILE.json")
+    sec.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]", help="mount a tmpfs at PATH")
+    sec.add_argument("--device", action="append", default=[], metavar="HOST[:CONTAINER][:rwm]",
+                     help="make a host device node available")
+    sec.add_argument("--group-add", action="append", default=[], metavar="GROUP",
+                     help="a supplementary group (name from the image's /etc/group, or a number)")
+    sec.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="e.g. nofile=1024:2048")
+    sec.add_argument("--oom-score-adj", type=int, metavar="N", help="-1000..1000")
     run_p.add_argument("image", metavar="IMAGE")
     run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
     return parser
@@ -82,6 +96,15 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "name": args.name,
         "network": args.network,
         "readonly_rootfs": args.read_only,
+        "cap_add": args.cap_add,
+        "cap_drop": args.cap_drop,
+        "privileged": args.privileged,
+        "security_opt": args.security_opt,
+        "tmpfs": args.tmpfs,
+        "devices": args.device,
+        "group_add": args.group_add,
+        "ulimits": args.ulimit,
+        "oom_score_adj": args.oom_score_adj,
     }
     if args.cpus is not None:
         try:

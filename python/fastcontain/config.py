@@ -170,7 +170,11 @@ class Config:
     image's (a mapping or "KEY=VALUE" strings). `user` is "uid[:gid]" or names
     from the image's /etc/passwd and /etc/group. `volumes` are Mounts or docker
     -v strings. `cpus` pins the command to those CPUs. `network="none"` gives an
-    isolated network namespace with only `lo`; "host" shares the host's."""
+    isolated network namespace with only `lo`; "host" shares the host's.
+    Security as docker's options: `cap_add`/`cap_drop` (names, "ALL"), `privileged`,
+    `security_opt` ("no-new-privileges=false", "seccomp=unconfined|PROFILE.json"),
+    `tmpfs` ("PATH[:OPTS]"), `devices` ("HOST[:CONTAINER][:rwm]"), `group_add`,
+    `ulimits` ("nofile=1024:2048"), `oom_score_adj`."""
 
     image: str
     command: Sequence[str] | str | None = None
@@ -184,6 +188,16 @@ class Config:
     cpus: Sequence[int] | None = None
     namespaces: Sequence[str] = field(default=NAMESPACES)
     network: str = "none"
+    # security (checked and normalized by fastcontain.security.normalize_options)
+    cap_add: Sequence[str] = ()
+    cap_drop: Sequence[str] = ()
+    privileged: bool = False
+    security_opt: Sequence[str] = ()
+    tmpfs: Sequence[str] | Mapping[str, str] = ()
+    devices: Sequence[str] = ()
+    group_add: Sequence[str | int] = ()
+    ulimits: Sequence[str] = ()
+    oom_score_adj: int | None = None
 
     def __post_init__(self) -> None:
         _check_str("image", self.image)
@@ -276,6 +290,11 @@ class Config:
                 if c not in allowed:
                     raise ConfigError("cpus", c, f"not an online CPU this process may use ({format_cpu_list(allowed)})")
             _set(self, "cpus", tuple(sorted(set(self.cpus))))
+
+        from . import security
+
+        for name, value in security.normalize_options(self).items():
+            _set(self, name, value)
 
 
 def format_cpu_list(cpus: frozenset[int] | Sequence[int]) -> str:
