@@ -63,6 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--entrypoint", metavar="CMD", help="replace the image's entrypoint (its Cmd is then not used)")
     run_p.add_argument("--pull", default="never", choices=("never", "missing", "always"),
                        help="pull a stored image from its registry: never (default), when missing, or always")
+    sec = run_p.add_argument_group("security (docker's options)")
+    sec.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
+    sec.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
+    sec.add_argument("--privileged", action="store_true",
+                     help="every capability, no seccomp filter, no masked or read-only /proc paths")
+    sec.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                     help="no-new-privileges=false, seccomp=unconfined or seccomp=PROFILE.json")
+    sec.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]", help="mount a tmpfs at PATH")
+    sec.add_argument("--device", action="append", default=[], metavar="HOST[:CONTAINER][:rwm]",
+                     help="make a host device node available")
+    sec.add_argument("--group-add", action="append", default=[], metavar="GROUP",
+                     help="a supplementary group (name from the image's /etc/group, or a number)")
+    sec.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="e.g. nofile=1024:2048")
+    sec.add_argument("--oom-score-adj", type=int, metavar="N", help="-1000..1000")
     run_p.add_argument("image", metavar="IMAGE")
     run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
     _image_commands.add_parsers(commands)  # pull, load, import, images, rmi, image ...
@@ -112,6 +126,15 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "network": args.network,
         "readonly_rootfs": args.read_only,
         "pull": args.pull,
+        "cap_add": args.cap_add,
+        "cap_drop": args.cap_drop,
+        "privileged": args.privileged,
+        "security_opt": args.security_opt,
+        "tmpfs": args.tmpfs,
+        "devices": args.device,
+        "group_add": args.group_add,
+        "ulimits": args.ulimit,
+        "oom_score_adj": args.oom_score_adj,
     }
     fields.update({name: getattr(args, name) for name in LIMITS if getattr(args, name) is not None})
     for name in ("device_read_bps", "device_write_bps"):

@@ -158,7 +158,11 @@ class Config:
     `cpu_shares`, `cpu_period`, `cpu_quota`, `pids_limit`, `cpuset_cpus="0-1"`
     (the cpuset cgroup and the CPU affinity), `cpuset_mems`, `blkio_weight`,
     `device_read_bps` / `device_write_bps` (("/dev/vda", "1m"), ...). They are
-    validated here and gathered in `resources`."""
+    validated here and gathered in `resources`.
+    Security as docker's options: `cap_add`/`cap_drop` (names, "ALL"), `privileged`,
+    `security_opt` ("no-new-privileges=false", "seccomp=unconfined|PROFILE.json"),
+    `tmpfs` ("PATH[:OPTS]"), `devices` ("HOST[:CONTAINER][:rwm]"), `group_add`,
+    `ulimits` ("nofile=1024:2048"), `oom_score_adj`."""
 
     image: str
     command: Sequence[str] | str | None = None
@@ -190,6 +194,16 @@ class Config:
     """Replaces the image's Entrypoint (and then its Cmd is not used), as docker --entrypoint."""
     pull: str = "never"
     """For a stored image: "never", "missing" (pull on a miss) or "always"."""
+    # security (checked and normalized by fastcontain.security.normalize_options)
+    cap_add: Sequence[str] = ()
+    cap_drop: Sequence[str] = ()
+    privileged: bool = False
+    security_opt: Sequence[str] = ()
+    tmpfs: Sequence[str] | Mapping[str, str] = ()
+    devices: Sequence[str] = ()
+    group_add: Sequence[str | int] = ()
+    ulimits: Sequence[str] = ()
+    oom_score_adj: int | None = None
 
     def __post_init__(self) -> None:
         _check_str("image", self.image)
@@ -285,3 +299,9 @@ class Config:
         for f in RESOURCE_FIELDS:
             _set(self, f, getattr(resources, f))
         _set(self, "resources", resources)
+
+        from . import security
+
+        for name, value in security.normalize_options(self).items():
+            _set(self, name, value)
+

@@ -14,12 +14,28 @@ import errno as _errno
 import functools
 import json
 import os
-from typing import Any, Iterable, Mapping, Sequence
+import resource
+import stat
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, cast
 
-from . import _native
 from .errors import ConfigError
 
-ALL_CAPS: tuple[str, ...] = tuple(_native.CAPABILITIES)
+if TYPE_CHECKING:
+    from .config import Config, Mount
+    from .image import Image
+
+# Every capability by number, as rust/src/caps.rs (tests check they agree): kept here so
+# that config validation works without the native module.
+ALL_CAPS: tuple[str, ...] = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
 
 # docker's default set (moby's oci/caps/defaults.go documents the same list)
 DEFAULT_CAPS: tuple[str, ...] = (
@@ -65,9 +81,18 @@ READONLY_PATHS: tuple[str, ...] = (
 
 def host_bounding_set() -> frozenset[str]:
     """The capabilities this process may still hold (CapBnd in /proc/self/status)."""
+    return _status_caps("CapBnd:")
+
+
+def effective_caps() -> frozenset[str]:
+    """The capabilities this process has now (CapEff)."""
+    return _status_caps("CapEff:")
+
+
+def _status_caps(key: str) -> frozenset[str]:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("CapBnd:"):
+            if line.startswith(key):
                 mask = int(line.split()[1], 16)
                 return frozenset(c for i, c in enumerate(ALL_CAPS) if mask >> i & 1)
     return frozenset(ALL_CAPS)
@@ -84,24 +109,25 @@ def _cap_name(field: str, name: object) -> str:
 
 
 def capabilities(cap_add: Sequence[str] = (), cap_drop: Sequence[str] = (), privileged: bool = False) -> tuple[str, ...]:
-    """docker's rule: start from the default set (every capability when privileged),
-    drop cap_drop (ALL empties it), then add cap_add (ALL adds every one)."""
+    """docker's rule (moby's caps.TweakCapabilities): privileged is every capability; ALL
+    in cap_add starts from every capability and removes cap_drop; ALL in cap_drop keeps only cap_add;
+    otherwise the default set minus cap_drop plus cap_add. A name this host's bounding set
+    lacks cannot be granted and is an error, unless it came in through ALL."""
     bounding = host_bounding_set()
     adds = [_cap_name("cap_add", c) for c in cap_add]
     drops = [_cap_name("cap_drop", c) for c in cap_drop]
-    caps: set[str] = set(bounding if privileged else DEFAULT_CAPS)
-    if "CAP_ALL" in drops:
-        caps.clear()
-    caps.difference_update(drops)
-    if "CAP_ALL" in adds:
-        caps.update(bounding)
     for c in adds:
-        if c == "CAP_ALL":
-            continue
-        if c not in bounding:
+        if c != "CAP_ALL" and c not in bounding:
             raise ConfigError("cap_add", c, "this host's capability bounding set lacks it (CapBnd in /proc/self/status), "
                               "so no container started from here can have it")
-        caps.add(c)
+    if privileged:  # docker ignores cap_add and cap_drop then
+        caps = set(bounding)
+    elif "CAP_ALL" in adds:
+        caps = set(bounding) - set(drops)
+    elif "CAP_ALL" in drops:
+        caps = set(adds)
+    else:
+        caps = (set(DEFAULT_CAPS) - set(drops)) | set(adds)
     return tuple(c for c in ALL_CAPS if c in caps & bounding)
 
 
@@ -111,48 +137,66 @@ def capabilities(cap_add: Sequence[str] = (), cap_drop: Sequence[str] = (), priv
 # so CLONE_NEWTIME, 0x80, only exists for clone3 and unshare, both denied without CAP_SYS_ADMIN)
 _NS_FLAGS = 0x7E020000
 
-# Denied unless the container holds the capability that makes them legitimate.
-_GATED: Mapping[str, tuple[str, ...]] = {
-    "CAP_SYS_ADMIN": (
-        "bpf", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick", "lookup_dcookie", "mount",
-        "mount_setattr", "move_mount", "open_tree", "open_tree_attr", "perf_event_open", "pivot_root",
-        "quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns", "swapon", "swapoff", "syslog",
-        "umount", "umount2", "unshare", "vm86", "vm86old", "listmount", "statmount",
+# Denied unless the container holds one of the capabilities that make them legitimate
+# (docker's profile gates the same calls by the same capabilities).
+_GATED: Mapping[tuple[str, ...], tuple[str, ...]] = {
+    ("CAP_SYS_ADMIN",): (
+        "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick", "lookup_dcookie", "mount",
+        "mount_setattr", "move_mount", "open_tree", "open_tree_attr", "pivot_root",
+        "quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns", "swapon", "swapoff",
+        "umount", "umount2", "vm86", "vm86old", "listmount", "statmount",
     ),
-    "CAP_SYS_BOOT": ("reboot", "kexec_load", "kexec_file_load"),
-    "CAP_SYS_MODULE": ("init_module", "finit_module", "delete_module"),
-    "CAP_SYS_RAWIO": ("iopl", "ioperm"),
-    "CAP_SYS_PTRACE": ("ptrace", "kcmp", "process_vm_readv", "process_vm_writev", "pidfd_getfd"),
-    "CAP_SYS_TIME": ("settimeofday", "stime", "clock_settime", "clock_adjtime", "adjtimex"),
-    "CAP_SYS_PACCT": ("acct",),
-    "CAP_SYS_NICE": ("get_mempolicy", "set_mempolicy", "mbind", "move_pages", "set_mempolicy_home_node"),
-    "CAP_SYS_TTY_CONFIG": ("vhangup",),
-    "CAP_DAC_READ_SEARCH": ("open_by_handle_at", "name_to_handle_at"),
-    "CAP_BPF": (),
+    ("CAP_SYS_ADMIN", "CAP_BPF"): ("bpf",),
+    ("CAP_SYS_ADMIN", "CAP_PERFMON"): ("perf_event_open",),
+    ("CAP_SYS_ADMIN", "CAP_SYSLOG"): ("syslog",),
+    ("CAP_SYS_BOOT",): ("reboot",),
+    ("CAP_SYS_MODULE",): ("init_module", "finit_module", "delete_module"),
+    ("CAP_SYS_RAWIO",): ("iopl", "ioperm"),
+    ("CAP_SYS_PTRACE",): ("kcmp", "pidfd_getfd"),
+    ("CAP_SYS_TIME",): ("settimeofday", "stime", "clock_settime", "clock_adjtime"),
+    ("CAP_SYS_PACCT",): ("acct",),
+    ("CAP_SYS_NICE",): ("get_mempolicy", "set_mempolicy", "mbind", "move_pages", "set_mempolicy_home_node"),
+    ("CAP_SYS_TTY_CONFIG",): ("vhangup",),
+    ("CAP_DAC_READ_SEARCH",): ("open_by_handle_at", "name_to_handle_at"),
 }
-# Always denied: obsolete, kernel-keyring, or too sharp for a container.
+# Always denied: obsolete, kernel-keyring, kexec, or too sharp for a container.
+# (ptrace and process_vm_* stay allowed, as in docker since kernel 4.8: without
+# CAP_SYS_PTRACE they reach only the container's own processes.)
 _DENIED = (
     "add_key", "keyctl", "request_key", "create_module", "get_kernel_syms", "query_module", "nfsservctl",
     "_sysctl", "sysfs", "uselib", "ustat", "userfaultfd", "afs_syscall", "tuxcall", "security",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "kexec_load", "kexec_file_load",
 )
 # personality(2) values docker lets through: PER_LINUX, PER_LINUX32, UNAME26 variants, and the query.
 _PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
+_CLONE_NEWTIME = 0x80
+_AF_VSOCK = 40
+_S_IFMT, _S_IFCHR, _S_IFBLK = 0o170000, 0o020000, 0o060000
+
+Rules = dict[str, list[list[tuple[int, str, int, int]]]]
+Filters = list[tuple[str, int, str, int, Rules]]
 
 
-def _default_filters(caps: frozenset[str]) -> list[tuple[str, int, str, int, dict[str, list[list[tuple[int, str, int, int]]]]]]:
+def _default_filters(caps: frozenset[str]) -> Filters:
     denied = set(_DENIED)
-    for cap, calls in _GATED.items():
-        if cap not in caps:
+    for gate, calls in _GATED.items():
+        if not caps & set(gate):
             denied.update(calls)
-    rules: dict[str, list[list[tuple[int, str, int, int]]]] = {name: [] for name in denied}
-    admin = "CAP_SYS_ADMIN" in caps
-    if not admin:
-        # clone with a namespace flag, unless the container may make namespaces
+    rules: Rules = {name: [] for name in denied}
+    if "CAP_SYS_ADMIN" not in caps:
+        # a new namespace, the user namespace above all (it needs no capability and gives
+        # every one inside), only with CAP_SYS_ADMIN: clone's and unshare's flags are checked
         rules["clone"] = [[(0, "masked_eq", bit, bit)] for bit in _bits(_NS_FLAGS)]
+        rules["unshare"] = [[(0, "masked_eq", bit, bit)] for bit in _bits(_NS_FLAGS | _CLONE_NEWTIME)]
     rules["personality"] = [[(0, "ne", 0, 0)] + [(0, "ne", v, 0) for v in _PERSONALITIES[1:]]]
-    filters = [("allow", 0, "errno", _errno.EPERM, rules)]
-    if not admin:
+    rules["socket"] = [[(0, "eq", _AF_VSOCK, 0)]]  # as docker: no vsock to the hypervisor
+    # Device nodes: docker lets mknod through and refuses to open a new node in its devices
+    # cgroup; we refuse to make character and block nodes at all (devices come by --device),
+    # which holds on cgroup v1 and v2 alike.
+    rules["mknod"] = [[(1, "masked_eq", t, _S_IFMT)] for t in (_S_IFCHR, _S_IFBLK)]
+    rules["mknodat"] = [[(2, "masked_eq", t, _S_IFMT)] for t in (_S_IFCHR, _S_IFBLK)]
+    filters: Filters = [("allow", 0, "errno", _errno.EPERM, rules)]
+    if "CAP_SYS_ADMIN" not in caps:
         # clone3's flags sit behind a pointer a filter cannot read: say ENOSYS, so libc falls back to clone
         filters.append(("allow", 0, "errno", _errno.ENOSYS, {"clone3": []}))
     return filters
@@ -169,6 +213,8 @@ def _bits(mask: int) -> Iterable[int]:
 @functools.lru_cache(maxsize=32)
 def default_seccomp(caps: frozenset[str]) -> Any:
     """The default filter for a capability set, compiled once per process."""
+    from . import _native
+
     return _native.compile_seccomp(_default_filters(caps))
 
 
@@ -260,7 +306,12 @@ def compile_profile(path: str, caps: frozenset[str]) -> Any:
         filters.append(("allow", 0, act, eno, calls))
     if not filters:
         raise ConfigError(field, path, "the profile allows everything: use seccomp=unconfined instead")
-    return _native.compile_seccomp(filters)
+    from . import _native
+
+    try:
+        return _native.compile_seccomp(filters)
+    except ConfigError as e:
+        raise ConfigError(field, f"{path}: {e.field}", e.reason) from None
 
 
 @functools.lru_cache(maxsize=32)
@@ -280,3 +331,278 @@ def seccomp_for(profile: str | None, caps: Sequence[str]) -> Any:
     except OSError as e:
         raise ConfigError("security_opt.seccomp", profile, f"cannot read the profile: {e.strerror}") from None
     return _cached_profile(os.path.abspath(profile), mtime, cset)
+
+
+# -- options -------------------------------------------------------------------
+
+RLIM_INFINITY = 2**64 - 1
+# docker's --ulimit names (RLIMIT_ without the prefix, lower case)
+ULIMITS = (
+    "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack",
+)
+_RESOURCE = {name: getattr(resource, f"RLIMIT_{name.upper()}") for name in ULIMITS if hasattr(resource, f"RLIMIT_{name.upper()}")}
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    """One rlimit: docker's --ulimit NAME=SOFT[:HARD] (-1 or 'unlimited' for no limit)."""
+
+    name: str
+    soft: int
+    hard: int
+
+    @classmethod
+    def parse(cls, field: str, value: object) -> Ulimit:
+        if isinstance(value, Ulimit):
+            return cls.check(field, value)
+        if isinstance(value, tuple) and len(value) == 3:
+            return cls.check(field, cls(*value))
+        if not isinstance(value, str) or "=" not in value:
+            raise ConfigError(field, value, "expected NAME=SOFT[:HARD], e.g. nofile=1024:2048")
+        name, _, limits = value.partition("=")
+        soft_s, _, hard_s = limits.partition(":")
+
+        def number(s: str) -> int:
+            if s in ("-1", "unlimited"):
+                return RLIM_INFINITY
+            if not s.isdigit():
+                raise ConfigError(field, value, f"{s!r} is not a number (or -1 / unlimited)")
+            return int(s)
+
+        soft = number(soft_s)
+        return cls.check(field, cls(name, soft, number(hard_s) if hard_s else soft))
+
+    @classmethod
+    def check(cls, field: str, u: Ulimit) -> Ulimit:
+        name = str(u.name).lower().removeprefix("rlimit_")
+        if name not in _RESOURCE:
+            raise ConfigError(field, u.name, f"not a ulimit (known: {', '.join(ULIMITS)})")
+        for part in (u.soft, u.hard):
+            if not isinstance(part, int) or isinstance(part, bool) or not 0 <= part <= RLIM_INFINITY:
+                raise ConfigError(field, f"{name}={u.soft}:{u.hard}", "limits are integers from 0, or -1 for unlimited")
+        if u.soft > u.hard:
+            raise ConfigError(field, f"{name}={u.soft}:{u.hard}", "the soft limit is above the hard limit")
+        _, hard_now = resource.getrlimit(_RESOURCE[name])
+        hard_now = RLIM_INFINITY if hard_now == resource.RLIM_INFINITY else hard_now
+        if u.hard > hard_now and "CAP_SYS_RESOURCE" not in effective_caps():
+            raise ConfigError(
+                field, f"{name}={u.soft}:{u.hard}",
+                f"above this process's hard limit ({hard_now}): raising a hard limit needs CAP_SYS_RESOURCE, "
+                "which this process does not have",
+            )
+        return cls(name, u.soft, u.hard)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A host device node made available inside: docker's --device HOST[:CONTAINER][:PERMISSIONS]."""
+
+    host: str
+    container: str
+    permissions: str = "rwm"
+
+    @classmethod
+    def parse(cls, field: str, value: object) -> Device:
+        if isinstance(value, Device):
+            d = value
+        elif isinstance(value, str) and value:
+            parts = value.split(":")
+            if len(parts) > 3:
+                raise ConfigError(field, value, "expected HOST[:CONTAINER][:rwm]")
+            perms = "rwm"
+            if len(parts) >= 2 and parts[-1] and set(parts[-1]) <= set("rwm") and not parts[-1].startswith("/"):
+                perms = parts.pop()
+            d = cls(parts[0], parts[1] if len(parts) > 1 else parts[0], perms)
+        else:
+            raise ConfigError(field, value, "expected HOST[:CONTAINER][:rwm]")
+        if not d.host.startswith("/") or not d.container.startswith("/") or ".." in d.container.split("/"):
+            raise ConfigError(field, value, "both paths must be absolute (and the container path without '..')")
+        if not d.permissions or not set(d.permissions) <= set("rwm"):
+            raise ConfigError(field, value, f"permissions {d.permissions!r}: a combination of r, w and m")
+        if d.permissions != "rwm" and "".join(sorted(set(d.permissions))) != "mrw":
+            # the node is bound in; narrowing r/w/m needs a devices cgroup rule, which is not wired yet
+            raise ConfigError(field, value, "permissions narrower than rwm need the devices cgroup, not available yet")
+        try:
+            st = os.stat(d.host)
+        except OSError as e:
+            raise ConfigError(field, value, f"cannot use {d.host}: {e.strerror}") from None
+        if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            raise ConfigError(field, value, f"{d.host} is not a character or block device")
+        return d
+
+
+@dataclass(frozen=True)
+class SecurityOpt:
+    """--security-opt: no-new-privileges[=true|false], seccomp=unconfined|default|PROFILE.json."""
+
+    no_new_privileges: bool | None = None
+    seccomp: str | None = None
+
+    @classmethod
+    def parse(cls, values: Sequence[str]) -> SecurityOpt:
+        nnp: bool | None = None
+        seccomp: str | None = None
+        for i, item in enumerate(values):
+            field = f"security_opt[{i}]"
+            if not isinstance(item, str):
+                raise ConfigError(field, item, "expected a string such as seccomp=unconfined")
+            key, sep, value = item.partition("=")
+            if not sep:
+                key, sep, value = item.partition(":")  # docker's older spelling
+            if key == "no-new-privileges":
+                if value not in ("", "true", "false"):
+                    raise ConfigError(field, item, "no-new-privileges takes true or false")
+                nnp = value != "false"
+            elif key == "seccomp":
+                if not value:
+                    raise ConfigError(field, item, "seccomp=unconfined, seccomp=default or seccomp=PROFILE.json")
+                if value not in ("unconfined", "default"):
+                    if not os.path.isfile(value):
+                        raise ConfigError("security_opt.seccomp", value, "no such profile file")
+                    value = os.path.abspath(value)
+                seccomp = value
+            elif key in ("apparmor", "label", "systempaths", "mask", "unmask"):
+                raise ConfigError(field, item, f"{key} is not supported (this runtime applies no LSM profile)")
+            else:
+                raise ConfigError(field, item, "unknown security option (known: no-new-privileges, seccomp)")
+        return cls(nnp, seccomp)
+
+
+_TMPFS_DEFAULTS = ("nosuid", "nodev", "noexec")
+
+
+def tmpfs_mounts(value: object) -> tuple[Mount, ...]:
+    """--tmpfs PATH[:OPTIONS] (a list) or docker-py's {PATH: "OPTIONS"} as tmpfs Mounts:
+    nosuid, nodev and noexec unless the options say otherwise."""
+    from .config import Mount
+
+    if isinstance(value, Mapping):
+        items = [(k, v) for k, v in value.items()]
+    elif isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigError("tmpfs", value, "expected a list of 'PATH[:OPTIONS]' or a {PATH: OPTIONS} mapping")
+    else:
+        items = []
+        for v in value:
+            if not isinstance(v, str):
+                raise ConfigError("tmpfs", v, "expected 'PATH[:OPTIONS]'")
+            path, _, opts = v.partition(":")
+            items.append((path, opts))
+    out = []
+    for path, opts in items:
+        if not isinstance(path, str) or not isinstance(opts, str):
+            raise ConfigError("tmpfs", (path, opts), "expected 'PATH[:OPTIONS]'")
+        options = _TMPFS_DEFAULTS + tuple(o for o in opts.split(",") if o)
+        try:
+            out.append(Mount("tmpfs", path, type="tmpfs", options=options))
+        except ConfigError as e:
+            raise ConfigError("tmpfs", f"{path}:{opts}" if opts else path, e.reason) from None
+    return tuple(out)
+
+
+def check_oom_score_adj(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not -1000 <= value <= 1000:
+        raise ConfigError("oom_score_adj", value, "an integer from -1000 to 1000")
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            current = int(f.read())
+    except OSError:
+        current = 0
+    if value < min(0, current) and "CAP_SYS_RESOURCE" not in effective_caps():
+        raise ConfigError(
+            "oom_score_adj", value,
+            f"below this process's own ({current}): lowering it needs CAP_SYS_RESOURCE, which this process does not have",
+        )
+    return value
+
+
+def normalize_options(cfg: Config) -> dict[str, object]:
+    """Config's security fields checked and normalized (called from Config.__post_init__):
+    every error here comes before anything is created."""
+
+    def names(field: str) -> tuple[str, ...]:
+        v = getattr(cfg, field)
+        if isinstance(v, str) or not isinstance(v, Sequence):
+            raise ConfigError(field, v, "must be a sequence of capability names")
+        return tuple(v)
+
+    if not isinstance(cfg.privileged, bool):
+        raise ConfigError("privileged", cfg.privileged, "must be a bool")
+    cap_add, cap_drop = names("cap_add"), names("cap_drop")
+    capabilities(cap_add, cap_drop, cfg.privileged)  # unknown names and missing ones fail now
+    if isinstance(cfg.security_opt, str) or not isinstance(cfg.security_opt, Sequence):
+        raise ConfigError("security_opt", cfg.security_opt, "must be a sequence of strings")
+    SecurityOpt.parse(cfg.security_opt)
+    for field in ("devices", "ulimits", "group_add"):
+        v = getattr(cfg, field)
+        if isinstance(v, str) or not isinstance(v, Sequence):
+            raise ConfigError(field, v, "must be a sequence")
+    for i, g in enumerate(cfg.group_add):
+        if isinstance(g, bool) or not isinstance(g, (int, str)) or not str(g):
+            raise ConfigError(f"group_add[{i}]", g, "a group name or number")
+    return {
+        "cap_add": cap_add,
+        "cap_drop": cap_drop,
+        "security_opt": tuple(cfg.security_opt),
+        "tmpfs": tmpfs_mounts(cfg.tmpfs),
+        "devices": tuple(Device.parse(f"devices[{i}]", d) for i, d in enumerate(cfg.devices)),
+        "ulimits": tuple(Ulimit.parse(f"ulimits[{i}]", u) for i, u in enumerate(cfg.ulimits)),
+        "group_add": tuple(cfg.group_add),
+        "oom_score_adj": check_oom_score_adj(cfg.oom_score_adj),
+    }
+
+
+def group_ids(group_add: Sequence[str | int], image: Image) -> tuple[int, ...]:
+    """--group-add: numbers, or names from the image's /etc/group."""
+    from .spec import MAX_ID, _table
+
+    table = _table(image.read_etc("group"), 4)
+    out = []
+    for i, g in enumerate(group_add):
+        s = str(g)
+        if s.isdigit():
+            if int(s) > MAX_ID:
+                raise ConfigError(f"group_add[{i}]", g, f"out of range (0..{MAX_ID})")
+            out.append(int(s))
+            continue
+        found = next((row for row in table if row[0] == s and row[2].isdigit()), None)
+        if found is None:
+            raise ConfigError(f"group_add[{i}]", g, f"no group {s!r} in the /etc/group of image {image.name!r}")
+        out.append(int(found[2]))
+    return tuple(out)
+
+
+def process_part(cfg: Config) -> dict[str, Any]:
+    """The security of the container's process: capabilities, no_new_privs, seccomp and
+    rlimits. The same for the container's init and for a process exec'd into it later."""
+    caps = capabilities(cfg.cap_add, cfg.cap_drop, cfg.privileged)
+    opt = SecurityOpt.parse(cfg.security_opt)
+    nnp = opt.no_new_privileges if opt.no_new_privileges is not None else not cfg.privileged
+    profile = opt.seccomp if opt.seccomp is not None else ("unconfined" if cfg.privileged else None)
+    return {
+        "capabilities": list(caps),
+        "no_new_privileges": nnp,
+        "seccomp": seccomp_for(profile, caps),
+        "rlimits": [(f"RLIMIT_{u.name.upper()}", u.soft, u.hard) for u in cast("tuple[Ulimit, ...]", cfg.ulimits)],
+    }
+
+
+def spec_part(cfg: Config, image: Image) -> dict[str, Any]:
+    """The security part of the native spec (see _native.pyi), computed in one place:
+    process_part plus masked and read-only paths, tmpfs and device mounts, extra groups
+    and oom_score_adj. spec.compile merges it into the spec."""
+    from .spec import mount_spec
+
+    part = process_part(cfg)
+    part["masked_paths"] = [] if cfg.privileged else list(MASKED_PATHS)
+    part["readonly_paths"] = [] if cfg.privileged else list(READONLY_PATHS)
+    part["oom_score_adj"] = cfg.oom_score_adj
+    mounts = [mount_spec(m) for m in cast("tuple[Mount, ...]", cfg.tmpfs)]
+    for d in cast("tuple[Device, ...]", cfg.devices):
+        # bound from the host's node, as runc does in user namespaces: no mknod needed
+        mounts.append({"source": d.host, "target": d.container, "type": "bind", "options": ["bind"]})
+    part["mounts"] = mounts
+    part["groups"] = list(group_ids(cfg.group_add, image))
+    return part

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence, cast
 
+from . import security
 from .config import Config, Mount
 from .errors import ConfigError
 from .image import DEFAULT_PATH, Image
@@ -114,6 +115,7 @@ def compile(
     user = resolve_user(config.user, image)
     base = [f"PATH={DEFAULT_PATH}", f"HOME={user.home}"] + ([f"HOSTNAME={hostname}"] if hostname else [])
     volumes = cast("tuple[Mount, ...]", config.volumes)
+    secure = security.spec_part(config, image)
     return {
         "argv": argv,
         "env": merge_env(base, image.env, cast("tuple[str, ...]", config.env)),
@@ -124,13 +126,14 @@ def compile(
         "namespaces": namespaces,
         "hostname": hostname,
         "default_mounts": True,
-        "mounts": [mount_spec(m) for m in image.mounts + volumes],
+        "mounts": [mount_spec(m) for m in image.mounts + volumes] + secure.pop("mounts"),
         "uid": user.uid,
         "gid": user.gid,
-        "groups": list(user.groups),
+        "groups": list(dict.fromkeys(list(user.groups) + secure.pop("groups"))),
         "umask": 0o022,
         "stdio": list(stdio),
         "cpus": list(config.resources.cpu_set or ()) or None,  # cpuset_cpus: also the affinity
         "cgroup_fd": None,  # set by api._launch from the container's cgroup
         "wait_for_start": wait_for_start,
+        **secure,
     }

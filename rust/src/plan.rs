@@ -43,7 +43,7 @@ pub enum Op {
     Symlink { target: CString, link: CString },
     /// Hide a path: an empty read-only tmpfs over a directory, /dev/null over
     /// anything else. A path the kernel does not have is skipped.
-    Mask { target: CString },
+    Mask { target: CString, null: CString },
     /// Bind a path onto itself read-only, recursively. Missing paths are skipped.
     ReadOnly { target: CString },
 }
@@ -478,10 +478,12 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     for (i, m) in spec.mounts.iter().enumerate() {
         b.mount(&format!("mounts[{i}]"), m)?;
     }
+    // files are masked by the container's own /dev/null (the host's without default mounts)
+    let null = cstring("masked_paths", &if spec.default_mounts { format!("{rootfs}/dev/null") } else { "/dev/null".into() })?;
     for (i, p) in spec.masked_paths.iter().enumerate() {
         let field = format!("masked_paths[{i}]");
         let host = host_path(&field, &rootfs, p)?;
-        b.push(Op::Mask { target: cstring(&field, &host)? }, p, format!("masking {p} failed"));
+        b.push(Op::Mask { target: cstring(&field, &host)?, null: null.clone() }, p, format!("masking {p} failed"));
     }
     for (i, p) in spec.readonly_paths.iter().enumerate() {
         let field = format!("readonly_paths[{i}]");

@@ -101,8 +101,38 @@ fn op(field: &str, c: &Cond) -> Result<SeccompCmpOp, SpecError> {
     })
 }
 
+/// The first filter of every program: x86_64 only, and no x32 ABI.
+///
+/// seccompiler's filters check the architecture (a foreign one kills the
+/// process) but match syscall numbers as given, and an x32 call is an
+/// x86_64-arch call with bit 30 set in its number: a deny-list would let
+/// `mount | 0x40000000` through on a kernel built with x32 support. This
+/// four-instruction prefix answers every x32 call with ENOSYS, as
+/// libseccomp's profiles do for ABIs they do not list.
+pub fn x32_guard() -> BpfProgram {
+    const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
+    const JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let ins = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
+    vec![
+        ins(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        ins(JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+        ins(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        ins(JGE_K, 0, 1, X32_SYSCALL_BIT),
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
 pub fn compile(descs: &[FilterDesc]) -> Result<Program, SpecError> {
     let mut out = Program::default();
+    if !descs.is_empty() {
+        out.filters.push(x32_guard());
+    }
     for (fi, d) in descs.iter().enumerate() {
         let field = format!("seccomp[{fi}]");
         if d.default == d.matched {
@@ -149,7 +179,8 @@ mod tests {
     #[test]
     fn unknown_names_are_skipped_and_reported() {
         let p = compile(&[desc(Action::Allow, Action::Errno(1), &["mount", "arm_fadvise64_64"])]).unwrap();
-        assert_eq!(p.filters.len(), 1);
+        assert_eq!(p.filters.len(), 2, "the x32 guard, then the filter");
+        assert_eq!(p.filters[0], x32_guard());
         assert_eq!(p.skipped, vec!["arm_fadvise64_64".to_string()]);
     }
 
@@ -169,7 +200,7 @@ mod tests {
                 vec![vec![Cond { index: 0, op: "eq".into(), value: 0, mask: 0 }]],
             )],
         };
-        assert!(!compile(std::slice::from_ref(&d)).unwrap().filters[0].is_empty());
+        assert!(!compile(std::slice::from_ref(&d)).unwrap().filters[1].is_empty());
         let mut bad = d;
         bad.syscalls[0].1[0][0].op = "like".into();
         assert!(compile(&[bad]).is_err());

@@ -180,3 +180,14 @@ def test_sigterm_tears_the_container_down(fake: Any, tmp_path: Path) -> None:
     assert fake.children[0].closed and fake.children[0].returncode == -signal.SIGKILL
     assert sorted(os.listdir(tmp_path / "root")) == ["lock", "names"]
     assert signal.getsignal(signal.SIGTERM) is not cli._terminate  # restored
+
+
+def test_security_options_become_config_fields() -> None:
+    a = parse("run", "--cap-add", "NET_ADMIN", "--cap-drop", "ALL", "--privileged", "--security-opt",
+              "seccomp=unconfined", "--tmpfs", "/run:size=1m", "--device", "/dev/null:/dev/x", "--group-add", "video",
+              "--ulimit", "nofile=10:20", "--oom-score-adj", "100", "busybox")
+    f = cli.config_fields(a)
+    assert (f["cap_add"], f["cap_drop"], f["privileged"], f["security_opt"]) == (
+        ["NET_ADMIN"], ["ALL"], True, ["seccomp=unconfined"])
+    assert (f["tmpfs"], f["devices"], f["group_add"], f["ulimits"], f["oom_score_adj"]) == (
+        ["/run:size=1m"], ["/dev/null:/dev/x"], ["video"], ["nofile=10:20"], 100)

@@ -58,7 +58,7 @@ def test_a_docker_profile_compiles_to_an_allow_list_and_errno_overrides(tmp_path
     p.write_text(json.dumps(prof))
     prog = security.compile_profile(str(p), frozenset())
     assert prog.skipped == ["arm_fadvise64_64"]
-    assert len(prog.sizes) == 2  # the allow list, then the ENOSYS filter
+    assert len(prog.sizes) == 3  # the x32 guard, the allow list, then the ENOSYS filter
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,126 @@ def test_bad_profiles_name_the_file_and_reason(tmp_path, content, reason):
     with pytest.raises(ConfigError, match=reason) as e:
         security.compile_profile(str(p), frozenset())
     assert e.value.field == "security_opt.seccomp"
+
+
+# -- options (Config fields) ------------------------------------------------------------
+
+import os  # noqa: E402
+
+from fastcontain import Config  # noqa: E402
+from fastcontain import _native  # noqa: E402
+from fastcontain.security import Device, SecurityOpt, Ulimit  # noqa: E402
+
+
+def test_the_python_capability_table_is_the_native_one():
+    assert security.ALL_CAPS == tuple(_native.CAPABILITIES)
+
+
+def test_add_all_then_drop_keeps_the_drop_as_docker_does():
+    caps = security.capabilities(cap_add=["ALL"], cap_drop=["NET_RAW"])
+    assert "CAP_NET_RAW" not in caps and "CAP_SYS_ADMIN" in caps
+    assert "CAP_KILL" not in security.capabilities(cap_drop=["kill"])
+    assert set(security.capabilities(privileged=True, cap_drop=["SYS_ADMIN"])) == security.host_bounding_set()
+
+
+def test_the_default_filter_checks_namespace_flags_and_device_nodes():
+    filters = security._default_filters(frozenset(security.DEFAULT_CAPS))
+    rules = filters[0][4]
+    assert filters[0][:4] == ("allow", 0, "errno", 1)
+    assert [0, "masked_eq", 0x10000000, 0x10000000] in [list(r[0]) for r in rules["unshare"]]
+    assert [0, "masked_eq", 0x80, 0x80] in [list(r[0]) for r in rules["unshare"]], "CLONE_NEWTIME"
+    assert {r[0][2] for r in rules["mknodat"]} == {0o020000, 0o060000}
+    for name in ("mount", "keyctl", "bpf", "perf_event_open", "open_by_handle_at", "kexec_load", "init_module",
+                 "reboot", "settimeofday", "clock_settime", "setns", "pivot_root", "sethostname"):
+        assert rules[name] == [], name
+    assert "ptrace" not in rules, "as docker since 4.8: the kernel confines it"
+    assert filters[1] == ("allow", 0, "errno", 38, {"clone3": []})
+    # a capability lifts what it makes legitimate
+    admin = security._default_filters(frozenset(security.DEFAULT_CAPS) | {"CAP_SYS_ADMIN"})
+    assert "mount" not in admin[0][4] and "unshare" not in admin[0][4] and len(admin) == 1
+    assert "bpf" not in security._default_filters(frozenset({"CAP_BPF"}))[0][4]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("nofile=1024:2048", Ulimit("nofile", 1024, 2048)), ("NPROC=50", Ulimit("nproc", 50, 50)),
+     ("core=0:unlimited", Ulimit("core", 0, security.RLIM_INFINITY))],
+)
+def test_ulimits_parse(text, expected):
+    assert Ulimit.parse("ulimits[0]", text) == expected
+
+
+@pytest.mark.parametrize("text,reason", [("nofile", "NAME=SOFT"), ("files=1", "not a ulimit"),
+                                         ("nofile=9:3", "soft limit is above"), ("nofile=x", "not a number")])
+def test_bad_ulimits_are_named(text, reason):
+    with pytest.raises(ConfigError, match=reason) as e:
+        Config("busybox", ulimits=[text])
+    assert e.value.field == "ulimits[0]"
+
+
+def test_devices_parse_and_must_be_device_nodes():
+    assert Device.parse("d", "/dev/null") == Device("/dev/null", "/dev/null", "rwm")
+    assert Device.parse("d", "/dev/null:/dev/mynull") == Device("/dev/null", "/dev/mynull", "rwm")
+    assert Device.parse("d", "/dev/null:/dev/n:mrw").container == "/dev/n"
+    with pytest.raises(ConfigError, match="not a character or block device"):
+        Config("busybox", devices=["/etc/passwd"])
+    with pytest.raises(ConfigError, match="devices cgroup"):
+        Config("busybox", devices=["/dev/null:r"])
+    with pytest.raises(ConfigError, match="No such file"):
+        Config("busybox", devices=["/dev/no-such-device-fastcontain"])
+
+
+def test_security_opt(tmp_path):
+    assert SecurityOpt.parse(["no-new-privileges=false"]) == SecurityOpt(False, None)
+    assert SecurityOpt.parse(["no-new-privileges", "seccomp=unconfined"]) == SecurityOpt(True, "unconfined")
+    p = tmp_path / "p.json"
+    p.write_text("{}")
+    assert SecurityOpt.parse([f"seccomp:{p}"]).seccomp == str(p)
+    for bad, reason in (("seccomp=/nope/x.json", "no such profile"), ("apparmor=x", "not supported"),
+                        ("label=disable", "not supported"), ("colour=red", "unknown security option"),
+                        ("no-new-privileges=maybe", "true or false")):
+        with pytest.raises(ConfigError, match=reason):
+            Config("busybox", security_opt=[bad])
+
+
+def test_tmpfs_mounts_default_to_nosuid_nodev_noexec():
+    (m,) = Config("busybox", tmpfs=["/run:size=1m,exec"]).tmpfs
+    assert (m.source, m.target, m.type) == ("tmpfs", "/run", "tmpfs")
+    assert m.options == ("nosuid", "nodev", "noexec", "size=1m", "exec")  # later wins, as mount(8)
+    assert Config("busybox", tmpfs={"/a": ""}).tmpfs[0].options == ("nosuid", "nodev", "noexec")
+    with pytest.raises(ConfigError) as e:
+        Config("busybox", tmpfs=["relative"])
+    assert e.value.field == "tmpfs"
+
+
+def test_oom_score_adj_range_and_privilege():
+    with pytest.raises(ConfigError, match="-1000 to 1000"):
+        Config("busybox", oom_score_adj=5000)
+    assert Config("busybox", oom_score_adj=500).oom_score_adj == 500
+    if "CAP_SYS_RESOURCE" not in security.effective_caps():
+        with pytest.raises(ConfigError, match="CAP_SYS_RESOURCE"):
+            Config("busybox", oom_score_adj=-1000)
+
+
+def test_the_security_part_of_the_spec_default_and_privileged(tmp_path):
+    from fastcontain.image import Image
+
+    layer = tmp_path / "l"
+    (layer / "etc").mkdir(parents=True)
+    (layer / "etc" / "group").write_text("root:x:0:\nvideo:x:44:\n")
+    image = Image(name="t", layers=(str(layer),))
+    part = security.spec_part(Config("t", group_add=["video", "7"], devices=["/dev/null:/dev/x"]), image)
+    assert part["capabilities"] == list(security.capabilities())
+    assert part["no_new_privileges"] is True and part["seccomp"] is security.default_seccomp(
+        frozenset(security.capabilities()))
+    assert part["masked_paths"] == list(security.MASKED_PATHS) and "/proc/sys" in part["readonly_paths"]
+    assert part["groups"] == [44, 7]
+    assert part["mounts"] == [{"source": "/dev/null", "target": "/dev/x", "type": "bind", "options": ["bind"]}]
+    priv = security.spec_part(Config("t", privileged=True), image)
+    assert priv["seccomp"] is None and priv["masked_paths"] == [] and priv["no_new_privileges"] is False
+    assert set(priv["capabilities"]) == security.host_bounding_set()
+    with pytest.raises(ConfigError, match="no group 'audio'"):
+        security.spec_part(Config("t", group_add=["audio"]), image)
+    nnp = security.spec_part(Config("t", privileged=True, security_opt=["no-new-privileges"]), image)
+    assert nnp["no_new_privileges"] is True
+    assert os.path.exists("/dev/null")

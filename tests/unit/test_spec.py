@@ -15,6 +15,8 @@ from fastcontain.state import Paths
 SPEC_KEYS = {
     "argv", "env", "cwd", "rootfs", "overlay", "readonly_rootfs", "namespaces", "hostname", "default_mounts",
     "mounts", "uid", "gid", "groups", "umask", "stdio", "cpus", "cgroup_fd", "wait_for_start",
+    # the security part (fastcontain.security.spec_part)
+    "capabilities", "no_new_privileges", "seccomp", "masked_paths", "readonly_paths", "rlimits", "oom_score_adj",
 }
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 # a comment
