@@ -56,10 +56,21 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_each_container_is_born_in_its_own_cgroup_and_it_is_removed():
+def test_the_layout_is_the_one_the_tier_expects():
+    # tests/cgroup_v2_tier.sh sets it, so the v2 tier cannot pass on another layout
+    expected = os.environ.get("FASTCONTAIN_EXPECT_CGROUP_LAYOUT")
+    if expected is None:
+        assert LAYOUT in ("v2", "hybrid", "v1")
+    else:
+        assert LAYOUT == expected
+
+
+def test_each_container_is_born_in_its_own_cgroup_and_it_is_removed(capsys: pytest.CaptureFixture[str]):
     with fastcontain.Container.create("busybox", ["sh", "-c", "cat /proc/self/cgroup"]) as c:
         assert c._child is not None and c._cgroup is not None
         assert c._child.clone_method == "clone3+cgroup"  # CLONE_INTO_CGROUP: no cgroup.procs write
+        with capsys.disabled():
+            print(f"\n  cgroup layout {LAYOUT}: clone_method={c._child.clone_method} into {c._cgroup.dirs['unified']}")
         mgr = cgroups.manager()
         unified = c._cgroup.dirs["unified"]
         assert unified == os.path.join(mgr.host.mount("unified"), mgr.parent, c.id)
@@ -252,9 +263,10 @@ def test_every_limit_reaches_its_file():
 
 
 def test_block_io_limits_where_the_host_has_them():
-    dev = next((f"/dev/{d}" for d in ("vda", "sda", "nvme0n1") if os.path.exists(f"/dev/{d}")), None)
+    devices = ("vda", "sda", "nvme0n1", "nullb0")  # nullb0: the v2 guest's null_blk
+    dev = next((f"/dev/{d}" for d in devices if os.path.exists(f"/dev/{d}")), None)
     if dev is None:
-        pytest.skip("no block device (/dev/vda, /dev/sda, /dev/nvme0n1) to limit")
+        pytest.skip(f"no block device ({', '.join(devices)}) to limit")
     st = os.stat(dev)
     number = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
     with fastcontain.Container.create("busybox", ["true"], device_read_bps=[(dev, "1m")],
