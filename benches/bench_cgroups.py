@@ -1,0 +1,77 @@
+"""What a container's cgroup costs, beside the spawn: fastcontain.run of /bin/true from
+the busybox rootfs without limits (its cgroup is membership only: on v2 and hybrid it
+is born in it) and with memory, pids and CPU limits (on hybrid and v1 these are v1
+controllers: the child waits while its pid is written, and pays the v1 attach), each
+also after 50 ms of idle (the first v1 attach after idle waits for an RCU grace
+period); and the cgroup's own set-up and teardown (Manager.create + Cgroup.remove)
+without a process. The summary gives each median and its ratio to the plain run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import fastcontain
+from fastcontain import cgroups, state
+
+LIMITS: dict[str, Any] = {"memory": "64m", "pids_limit": 64, "cpus": 1.0}
+CASES = ("run", "run+limits", "run, idle before", "run+limits, idle before", "cgroup", "cgroup+limits")
+IDLE = 0.05
+
+_medians: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    tr = request.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is None or not _medians:
+        return
+    layout = cgroups.manager().host.layout
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # the teardown's output is captured otherwise
+        tr.write_line("")
+        tr.write_sep("=", f"cgroup cost per container ({layout} host), ratio to a plain run")
+        base = _medians.get("run")
+        for name in CASES:
+            if name in _medians:
+                ratio = f"{_medians[name] / base:6.2f}x run" if base else ""
+                tr.write_line(f"{name:26} median {_medians[name] * 1e3:8.3f} ms  {ratio}")
+
+
+def _cgroup_cycle(res: cgroups.Resources) -> Callable[[], None]:
+    mgr = cgroups.manager()
+
+    def cycle() -> None:
+        cg = mgr.create(state.new_id(), res, owner="/nonexistent/bench")
+        cg.remove()
+
+    return cycle
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_cgroup_cost(benchmark: Any, rootfs: Path, case: str) -> None:
+    benchmark.group = "cgroup set-up and teardown per container"
+    image = str(rootfs)
+    limits = LIMITS if "limits" in case else {}
+    if case.startswith("cgroup"):
+        fn = _cgroup_cycle(fastcontain.Config(image, **limits).resources)
+    else:
+        def fn() -> None:
+            r = fastcontain.run(image, ["/bin/true"], **limits)
+            assert r.returncode == 0 and not r.oom_killed
+
+    # each case checks once that its container really got the limits
+    if case == "run+limits":
+        r = fastcontain.run(image, ["cat", "/proc/self/cgroup"], capture_output=True, text=True, **limits)
+        assert r.returncode == 0 and r.stdout.splitlines()[-1] == "0::/", r
+    if "idle" in case:
+        benchmark.pedantic(fn, setup=lambda: time.sleep(IDLE), rounds=20, iterations=1)
+    else:
+        benchmark(fn)
+    benchmark.extra_info.update({"case": case, "layout": cgroups.manager().host.layout, "correct": True})
+    if benchmark.stats:
+        _medians[case] = benchmark.stats.stats.median
