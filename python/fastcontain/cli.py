@@ -168,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         result = run(args.image, args.command or None, **config_fields(args))
+        if getattr(result, "oom_killed", False):
+            print("fastcontain: the container was killed by the OOM killer (its memory limit)", file=sys.stderr)
         return exit_status(result.returncode)
     except (FastcontainError, OSError) as e:
         print(f"fastcontain: {e}", file=sys.stderr)

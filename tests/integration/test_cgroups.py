@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -355,3 +355,57 @@ def test_the_sweep_leaves_live_and_young_cgroups_alone(tmp_path: Path):
             assert not os.path.exists(young.dirs["unified"])
         finally:
             young.remove()
+
+
+@pytest.fixture
+def legacy_v1() -> Iterator[cgroups.Manager]:
+    """This process's manager as on a legacy v1 host: this host's v1 controllers and no
+    cgroup2 mount, so there is no CLONE_INTO_CGROUP and no cgroup.kill. The freezer and
+    cpuacct parents it makes are removed again (the others are the session's)."""
+    host = cgroups.manager().host
+    if not {"freezer", "cpuacct", "memory", "pids"} <= set(host.v1):
+        pytest.skip("needs the v1 freezer, cpuacct, memory and pids controllers (a hybrid or v1 host)")
+    saved = cgroups._manager
+    mgr = cgroups.Manager(host=cgroups.Host("v1", None, host.v1))
+    made = [c for c in ("freezer", "cpuacct") if not os.path.isdir(os.path.join(host.v1[c], mgr.parent))]
+    cgroups._manager = mgr
+    try:
+        yield mgr
+    finally:
+        cgroups._manager = saved
+        for c in made:
+            os.rmdir(os.path.join(host.v1[c], mgr.parent))
+
+
+def test_legacy_v1_places_the_pid_before_exec_and_kills_through_the_freezer(legacy_v1: cgroups.Manager):
+    payload = "for i in 1 2 3; do (sleep 300 &); done; exec sleep 300"
+    with fastcontain.Container.create("busybox", ["sh", "-c", payload], memory="64m",
+                                      namespaces=("mount", "uts", "ipc", "net", "cgroup")) as c:
+        cg = c._cgroup
+        assert c._child is not None and cg is not None
+        assert c._child.clone_method == "clone3" and cg.fd is None  # no cgroup2: attached by writes
+        assert list(cg.dirs) == ["freezer", "cpuacct", "memory", "pids"]
+        with open(f"/proc/{c.pid}/cgroup") as f:
+            lines = f.read().splitlines()
+        for key in cg.dirs:  # the pid is in every controller's cgroup before it runs
+            assert any(line.split(":")[1] == key and line.endswith(f"/{legacy_v1.parent}/{c.id}") for line in lines), lines
+        c.start()
+        until(lambda: len(cg.procs()) == 4, "the payload to fork")
+        pids = cg.procs()
+        s = c.stats()
+        assert s["pids_current"] == 4 and s["memory_current"] and s["cpu_usage_us"] is not None
+        c.kill()  # freeze, SIGKILL each, thaw
+        assert c.wait(LIMIT) == -signal.SIGKILL
+        until(lambda: not any(alive(p) for p in pids), "every process to die")
+        assert read(os.path.join(cg.dirs["freezer"], "freezer.state")) == "THAWED"
+        dirs = list(cg.dirs.values())
+    assert not any(os.path.exists(d) for d in dirs)
+
+
+def test_the_cli_takes_dockers_limits_and_says_when_the_oom_killer_struck():
+    cli = [sys.executable, "-m", "fastcontain", "run"]
+    r = subprocess.run([*cli, "-m", "32m", "busybox", "tail", "/dev/zero"], capture_output=True, text=True, timeout=LIMIT)
+    assert r.returncode == 128 + signal.SIGKILL and "OOM killer" in r.stderr, r.stderr
+    r = subprocess.run([*cli, "--cpus", "0.5", "--pids-limit", "8", "--cpuset-cpus", "0", "busybox", "sh", "-c",
+                        "grep Cpus_allowed_list /proc/self/status"], capture_output=True, text=True, timeout=LIMIT)
+    assert r.returncode == 0 and r.stdout.split() == ["Cpus_allowed_list:", "0"] and r.stderr == "", r.stderr
