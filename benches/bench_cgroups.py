@@ -4,7 +4,8 @@ is born in it) and with memory, pids and CPU limits (on hybrid and v1 these are 
 controllers: the child waits while its pid is written, and pays the v1 attach), each
 also after 50 ms of idle (the first v1 attach after idle waits for an RCU grace
 period); and the cgroup's own set-up and teardown (Manager.create + Cgroup.remove)
-without a process. The summary gives each median and its ratio to the plain run."""
+without a process; and Container.stats() of a running container. The summary gives
+each median and its ratio to the plain run."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from fastcontain import cgroups, state
 
 LIMITS: dict[str, Any] = {"memory": "64m", "pids_limit": 64, "cpus": 1.0}
 CASES = ("run", "run+limits", "run, idle before", "run+limits, idle before", "cgroup", "cgroup+limits")
+SUMMARY = CASES + ("stats(), no limits", "stats(), limits")
 IDLE = 0.05
 
 _medians: dict[str, float] = {}
@@ -36,7 +38,7 @@ def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
         tr.write_line("")
         tr.write_sep("=", f"cgroup cost per container ({layout} host), ratio to a plain run")
         base = _medians.get("run")
-        for name in CASES:
+        for name in SUMMARY:
             if name in _medians:
                 ratio = f"{_medians[name] / base:6.2f}x run" if base else ""
                 tr.write_line(f"{name:26} median {_medians[name] * 1e3:8.3f} ms  {ratio}")
@@ -75,3 +77,16 @@ def test_cgroup_cost(benchmark: Any, rootfs: Path, case: str) -> None:
     benchmark.extra_info.update({"case": case, "layout": cgroups.manager().host.layout, "correct": True})
     if benchmark.stats:
         _medians[case] = benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["no limits", "limits"])
+def test_stats_cost(benchmark: Any, rootfs: Path, limited: bool) -> None:
+    """Container.stats() on a running container: a handful of small cgroup file reads."""
+    benchmark.group = "Container.stats() of a running container"
+    with fastcontain.Container.create(str(rootfs), ["sleep", "60"], **(LIMITS if limited else {})) as c:
+        c.start()
+        s = benchmark(c.stats)
+        assert s["pids_current"] == 1 and s["oom_kills"] in (0, None)
+        benchmark.extra_info.update({"correct": True, "stats": s})
+        if benchmark.stats:
+            _medians[f"stats(), {'limits' if limited else 'no limits'}"] = benchmark.stats.stats.median
