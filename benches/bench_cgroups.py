@@ -34,6 +34,7 @@ def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     layout = cgroups.manager().host.layout
     capture = request.config.pluginmanager.get_plugin("capturemanager")
+    assert capture is not None
     with capture.global_and_fixture_disabled():  # the teardown's output is captured otherwise
         tr.write_line("")
         tr.write_sep("=", f"cgroup cost per container ({layout} host), ratio to a plain run")

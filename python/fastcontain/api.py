@@ -218,7 +218,7 @@ def run(
     timeout: float | None = None,
     check: bool = False,
     **config_fields: Any,
-) -> subprocess.CompletedProcess[Any]:
+) -> CompletedProcess:
     """Run `command` in a new container of `image` and wait for it, like subprocess.run.
 
     Options are Config's fields (env, workdir, user, volumes, ...). stdin/stdout/

@@ -73,14 +73,12 @@ def test_timeout_and_kill_use_the_cgroup(fake: Any) -> None:
         c.stats()
 
 
-def test_a_failed_spawn_removes_the_cgroup(fake: Any) -> None:
+def test_a_failed_spawn_removes_the_cgroup(fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     def spawn(spec: Mapping[str, Any]) -> Any:
         raise SpawnError("mount of /proc failed", step="mount", errno=1)
 
-    fake.spawn = spawn
-    import sys
-
-    sys.modules["fastcontain._native"].spawn = spawn
+    failing = fake_native.install(monkeypatch, spawn=spawn)
     with pytest.raises(SpawnError):
         fastcontain.run("busybox", ["true"])
-    assert fake.cgroups.cgroups[0].removed
+    (cg,) = failing.cgroups.cgroups
+    assert cg.removed
