@@ -33,6 +33,12 @@ fastcontain.spec from validated config. Its keys:
   readonly_paths list[str]       bound read-only onto themselves; missing paths are skipped
   rlimits       list[tuple[str, int, int]]  ("RLIMIT_NOFILE" or "nofile", soft, hard)
   oom_score_adj int | None       written to /proc/self/oom_score_adj
+  userns        dict | None      a new user namespace, made with the others (CLONE_NEWUSER):
+                                 {"uid_map": [(inside, outside, count), ...], "gid_map": [...] (0 mapped),
+                                  "own": [host paths chowned to root's outside ids before clone],
+                                  "traverse": [host directories given o+x before clone]};
+                                 the parent writes the maps while the child waits, before its first
+                                 mount; the child then becomes 0:0 inside and binds /dev's nodes
   wait_for_start bool            the child stops after its set-up, before affinity, credentials and
                                  execve, until Child.start(); lets the caller place it in v1 cgroups
                                  and wire its network between create and start

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a supplementary group (name from the image's /etc/group, or a number)")
     sec.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="e.g. nofile=1024:2048")
     sec.add_argument("--oom-score-adj", type=int, metavar="N", help="-1000..1000")
+    sec.add_argument("--userns", metavar="auto|host|[INSIDE:]OUTSIDE:COUNT",
+                     help="a user namespace: root inside is an unprivileged uid outside "
+                     "(auto: the range of user fastcontain in /etc/subuid and /etc/subgid)")
     run_p.add_argument("image", metavar="IMAGE")
     run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
     _image_commands.add_parsers(commands)  # pull, load, import, images, rmi, image ...
@@ -135,6 +138,7 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "group_add": args.group_add,
         "ulimits": args.ulimit,
         "oom_score_adj": args.oom_score_adj,
+        "userns": args.userns,
     }
     fields.update({name: getattr(args, name) for name in LIMITS if getattr(args, name) is not None})
     for name in ("device_read_bps", "device_write_bps"):

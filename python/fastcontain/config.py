@@ -204,6 +204,7 @@ class Config:
     group_add: Sequence[str | int] = ()
     ulimits: Sequence[str] = ()
     oom_score_adj: int | None = None
+    userns: object = None
 
     def __post_init__(self) -> None:
         _check_str("image", self.image)
@@ -239,7 +240,7 @@ class Config:
             raise ConfigError("namespaces", self.namespaces, "must be a sequence of namespace names")
         for ns in self.namespaces:
             if ns == "user":
-                raise ConfigError("namespaces", ns, "user namespaces are not supported yet")
+                raise ConfigError("namespaces", ns, "a user namespace needs its mapping: use userns='auto' (or a range)")
             if ns not in NAMESPACES:
                 raise ConfigError("namespaces", ns, f"unknown namespace (known: {', '.join(NAMESPACES)})")
         if "mount" not in self.namespaces:

@@ -300,10 +300,10 @@ def compile_profile(path: str, caps: frozenset[str]) -> Any:
                 listed.setdefault(n, [])
                 listed[n] = []
         filters.append((default[0], default[1], "allow", 0, listed))
-    for (act, eno), calls in groups.items():
-        if (act, eno) == default:
+    for (name, eno), calls in groups.items():
+        if (name, eno) == default:
             continue
-        filters.append(("allow", 0, act, eno, calls))
+        filters.append(("allow", 0, name, eno, calls))
     if not filters:
         raise ConfigError(field, path, "the profile allows everything: use seccomp=unconfined instead")
     from . import _native
@@ -551,6 +551,7 @@ def normalize_options(cfg: Config) -> dict[str, object]:
         "ulimits": tuple(Ulimit.parse(f"ulimits[{i}]", u) for i, u in enumerate(cfg.ulimits)),
         "group_add": tuple(cfg.group_add),
         "oom_score_adj": check_oom_score_adj(cfg.oom_score_adj),
+        "userns": Userns.parse(cfg.userns),
     }
 
 
@@ -589,7 +590,7 @@ def process_part(cfg: Config) -> dict[str, Any]:
     }
 
 
-def spec_part(cfg: Config, image: Image) -> dict[str, Any]:
+def spec_part(cfg: Config, image: Image, paths: Any = None) -> dict[str, Any]:
     """The security part of the native spec (see _native.pyi), computed in one place:
     process_part plus masked and read-only paths, tmpfs and device mounts, extra groups
     and oom_score_adj. spec.compile merges it into the spec."""
@@ -605,4 +606,179 @@ def spec_part(cfg: Config, image: Image) -> dict[str, Any]:
         mounts.append({"source": d.host, "target": d.container, "type": "bind", "options": ["bind"]})
     part["mounts"] = mounts
     part["groups"] = list(group_ids(cfg.group_add, image))
+    if paths is not None:
+        part.update(userns_part(cfg, image, paths))
     return part
+
+
+# -- user namespaces -------------------------------------------------------------
+
+SUBUID_ENV, SUBGID_ENV = "FASTCONTAIN_SUBUID", "FASTCONTAIN_SUBGID"
+SUBID_USER = "fastcontain"
+AUTO_COUNT = 65536
+IdMap = tuple[tuple[int, int, int], ...]
+
+
+def subid_ranges(kind: str) -> tuple[str, list[tuple[int, int]]]:
+    """(file, [(start, count)]) allotted to the user `fastcontain` in the /etc/subuid-style
+    file ($FASTCONTAIN_SUBUID / $FASTCONTAIN_SUBGID, default /etc/subuid and /etc/subgid)."""
+    path = os.environ.get(SUBUID_ENV if kind == "uid" else SUBGID_ENV) or f"/etc/sub{kind}"
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError("userns", path, f"cannot read the sub{kind} file: {e.strerror}") from None
+    ranges = []
+    for line in text.splitlines():
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] == SUBID_USER and parts[1].isdigit() and parts[2].isdigit():
+            ranges.append((int(parts[1]), int(parts[2])))
+    return path, ranges
+
+
+@dataclass(frozen=True)
+class Userns:
+    """A user namespace's mappings: (inside, outside, count) ranges for uids and gids.
+    Config's `userns` takes "auto" (the first range of the user `fastcontain` in the
+    subuid/subgid files, at most 65536 ids), "OUTSIDE:COUNT" or "INSIDE:OUTSIDE:COUNT"
+    (the same for uids and gids), a Userns, or None / "host" for none. Every outside id
+    must lie in a range those files give `fastcontain`."""
+
+    uid_map: IdMap
+    gid_map: IdMap
+
+    @classmethod
+    def parse(cls, value: object) -> Userns | None:
+        if value is None or value == "host":
+            return None
+        if isinstance(value, Userns):
+            u = value
+        elif value == "auto":
+            maps = []
+            for kind in ("uid", "gid"):
+                path, ranges = subid_ranges(kind)
+                if not ranges:
+                    raise ConfigError("userns", value, f"{path} gives the user {SUBID_USER!r} no range "
+                                      f"(add a line such as '{SUBID_USER}:100000:65536')")
+                start, count = ranges[0]
+                maps.append(((0, start, min(count, AUTO_COUNT)),))
+            u = cls(maps[0], maps[1])
+        elif isinstance(value, str):
+            parts = value.split(":")
+            if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
+                raise ConfigError("userns", value, "expected auto, host, OUTSIDE:COUNT or INSIDE:OUTSIDE:COUNT")
+            nums = [int(p) for p in parts]
+            line = (0, nums[0], nums[1]) if len(nums) == 2 else (nums[0], nums[1], nums[2])
+            u = cls((line,), (line,))
+        else:
+            raise ConfigError("userns", value, "expected auto, host, OUTSIDE:COUNT, INSIDE:OUTSIDE:COUNT or a Userns")
+        for kind, m in (("uid", u.uid_map), ("gid", u.gid_map)):
+            if not any(inside == 0 for inside, _, _ in m):
+                raise ConfigError("userns", value, f"the {kind} map must map 0 (the container's root)")
+            path, ranges = subid_ranges(kind)
+            for inside, outside, count in m:
+                if count <= 0 or min(inside, outside) < 0:
+                    raise ConfigError("userns", value, f"{kind} range {inside}:{outside}:{count} is empty or negative")
+                if outside == 0:
+                    raise ConfigError("userns", value, f"{kind} range {inside}:{outside}:{count} maps the host's root")
+                if not any(start <= outside and outside + count <= start + n for start, n in ranges):
+                    allowed = ", ".join(f"{s}-{s + n - 1}" for s, n in ranges) or "none"
+                    raise ConfigError("userns", value, f"{kind}s {outside}-{outside + count - 1} are outside the ranges "
+                                      f"{path} gives {SUBID_USER!r} ({allowed})")
+        check_userns_support()
+        return u
+
+    def shift(self, uid: int, gid: int) -> tuple[int, int]:
+        """The host ids of (uid, gid) inside; unmapped ids stay as they are."""
+
+        def one(m: IdMap, i: int) -> int:
+            for inside, outside, count in m:
+                if inside <= i < inside + count:
+                    return outside + i - inside
+            return i
+
+        return one(self.uid_map, uid), one(self.gid_map, gid)
+
+
+def check_userns_support() -> None:
+    """The host's policy on user namespaces, named when it says no."""
+    if not os.path.exists("/proc/self/ns/user"):
+        raise ConfigError("userns", None, "this kernel has no user namespaces (CONFIG_USER_NS)")
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as f:
+            if int(f.read()) == 0:
+                raise ConfigError("userns", None, "the sysctl user.max_user_namespaces is 0: user namespaces are off")
+    except OSError:
+        pass
+    if os.geteuid() != 0:
+        for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+                          ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1")):
+            try:
+                with open(path) as f:
+                    if f.read().strip() == bad:
+                        sysctl = path.removeprefix("/proc/sys/").replace("/", ".")
+                        raise ConfigError("userns", None, f"the sysctl {sysctl} is {bad}: unprivileged user namespaces are refused")
+            except OSError:
+                pass
+        raise ConfigError("userns", None, "rootless use (fastcontain run by a non-root user) is not supported yet")
+
+
+def shifted_layer(layer: str, userns: Userns, store: str) -> str:
+    """A copy of an image layer with every owner shifted into the mapping, cached in the
+    store (fallback for idmapped mounts): the container's root sees its files as its own."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    st = os.stat(layer)
+    key = hashlib.sha256(f"{os.path.realpath(layer)}\0{st.st_mtime_ns}\0{userns}".encode()).hexdigest()[:24]
+    base = os.path.join(store, "userns")
+    dest = os.path.join(base, key)
+    if os.path.isdir(dest):
+        return dest
+    os.makedirs(base, mode=0o711, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=base)
+    try:
+        root = os.path.join(tmp, "rootfs")
+        shutil.copytree(layer, root, symlinks=True)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in [*dirnames, *filenames, None]:
+                p = dirpath if name is None else os.path.join(dirpath, name)
+                if name is not None and name in dirnames and not os.path.islink(p):
+                    continue  # a directory: done when os.walk reaches it
+                src = os.path.join(layer, os.path.relpath(p, root))
+                s = os.lstat(src)
+                uid, gid = userns.shift(s.st_uid, s.st_gid)
+                os.lchown(p, uid, gid)
+                if not stat.S_ISLNK(s.st_mode):
+                    os.chmod(p, stat.S_IMODE(s.st_mode))  # chown cleared set-id bits
+        os.chmod(tmp, 0o711)
+        try:
+            os.rename(root, dest)
+        except OSError:
+            if not os.path.isdir(dest):  # another process made it first: use theirs
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def userns_part(cfg: Config, image: Image, paths: Any) -> dict[str, Any]:
+    """The user namespace's part of the spec: the maps, the folders its root gets, and the
+    image's layers as shifted copies. Empty without a user namespace."""
+    u = cast("Userns | None", cfg.userns)
+    if u is None:
+        return {}
+    from .image import store as _store
+
+    store = _store.default_store()
+    lower = [shifted_layer(layer, u, store) for layer in image.layers]
+    return {
+        "userns": {
+            "uid_map": list(u.uid_map),
+            "gid_map": list(u.gid_map),
+            "own": [paths.dir, paths.rootfs, paths.upper, paths.work],
+            "traverse": [paths.root, store, os.path.join(store, "userns")],
+        },
+        "lower": lower,
+    }

@@ -115,13 +115,14 @@ def compile(
     user = resolve_user(config.user, image)
     base = [f"PATH={DEFAULT_PATH}", f"HOME={user.home}"] + ([f"HOSTNAME={hostname}"] if hostname else [])
     volumes = cast("tuple[Mount, ...]", config.volumes)
-    secure = security.spec_part(config, image)
+    secure = security.spec_part(config, image, paths)
+    lower = secure.pop("lower", None) or list(image.layers)
     return {
         "argv": argv,
         "env": merge_env(base, image.env, cast("tuple[str, ...]", config.env)),
         "cwd": config.workdir or image.workdir or "/",
         "rootfs": paths.rootfs,
-        "overlay": {"lower": list(image.layers), "upper": paths.upper, "work": paths.work},
+        "overlay": {"lower": lower, "upper": paths.upper, "work": paths.work},
         "readonly_rootfs": config.readonly_rootfs,
         "namespaces": namespaces,
         "hostname": hostname,

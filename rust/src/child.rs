@@ -21,8 +21,10 @@ pub struct Fds {
     pub err_w: c_int,
     /// Read end of the sync pipe, when the child waits for start.
     pub sync_r: Option<c_int>,
+    /// Read end of the map pipe, when the child waits for its user namespace's mapping.
+    pub map_r: Option<c_int>,
     /// The parent's ends, closed first so that the parent's exit is seen as EOF.
-    pub parent_ends: [c_int; 2],
+    pub parent_ends: [c_int; 3],
 }
 
 /// Exit status of a child whose set-up failed (it is reaped by the parent).
@@ -55,6 +57,15 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     sys::set_signal_mask(&unsafe { std::mem::zeroed() });
     // Modes in the plan are exact (a 0666 /dev/null); the user's umask comes before execve.
     sys::umask(0);
+
+    // In a new user namespace: wait for the parent to map it, then be its root
+    // (uid 0 inside, which keeps the namespace's capabilities), without the host's groups.
+    if let Some(map_r) = fds.map_r {
+        step!(fds, Step::WaitUserMap, 0, wait_byte(map_r));
+        step!(fds, Step::UsernsRoot, 0, sys::setresgid(0));
+        step!(fds, Step::UsernsRoot, 0, sys::setgroups(&[]));
+        step!(fds, Step::UsernsRoot, 0, sys::setresuid(0));
+    }
 
     // The root filesystem and the mounts inside it.
     step!(fds, Step::MakeRootPrivate, 0, make_root_private());
@@ -236,6 +247,16 @@ fn mkdir_p(path: &[u8], mode: libc::mode_t) -> sys::SysResult<()> {
         Ok(()) | Err(libc::EEXIST) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Block until the parent writes a byte; its exit (EOF) ends the child quietly.
+fn wait_byte(fd: c_int) -> sys::SysResult<()> {
+    let mut b = [0u8; 1];
+    if sys::read_full(fd, &mut b)? == 0 {
+        sys::exit_now(FAILED);
+    }
+    sys::close(fd);
+    Ok(())
 }
 
 /// Report READY, then block until the parent writes a byte (start) or closes

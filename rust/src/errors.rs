@@ -33,10 +33,13 @@ steps! {
     Pipe = "pipe",
     Clone = "clone",
     CgroupAttach = "cgroup attach",
+    UserMap = "write uid_map and gid_map",
     ReadStatus = "read child status",
     Start = "start",
     // in the child, in order
     ResetSignals = "reset signals",
+    WaitUserMap = "wait for the user namespace mapping",
+    UsernsRoot = "become root in the user namespace",
     MakeRootPrivate = "make mounts private",
     MountRootfs = "mount rootfs",
     Mkdir = "create mount point",

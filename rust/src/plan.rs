@@ -64,6 +64,43 @@ impl Op {
     }
 }
 
+/// The user namespace's part of a plan: what the parent writes and prepares.
+#[derive(Debug)]
+pub struct UsernsPlan {
+    pub uid_map: Vec<u8>,
+    pub gid_map: Vec<u8>,
+    /// The host ids of root inside.
+    pub root_uid: libc::uid_t,
+    pub root_gid: libc::gid_t,
+    pub own: Vec<CString>,
+    pub traverse: Vec<CString>,
+}
+
+/// Map lines as /proc/PID/uid_map takes them; inside 0 must be mapped, ranges may not overlap.
+fn id_map(field: &str, map: &[(u32, u32, u32)]) -> Result<(Vec<u8>, u32), SpecError> {
+    if map.is_empty() || map.len() > 340 {
+        return Err(SpecError::new(field, format!("{map:?}"), "1 to 340 (inside, outside, count) ranges"));
+    }
+    let mut text = String::new();
+    let mut root = None;
+    for (i, &(inside, outside, count)) in map.iter().enumerate() {
+        if count == 0 || inside.checked_add(count).is_none() || outside.checked_add(count).is_none() {
+            return Err(SpecError::new(format!("{field}[{i}]"), format!("{inside}:{outside}:{count}"), "an empty or overflowing range"));
+        }
+        for &(i2, o2, c2) in &map[..i] {
+            if inside < i2 + c2 && i2 < inside + count || outside < o2 + c2 && o2 < outside + count {
+                return Err(SpecError::new(format!("{field}[{i}]"), format!("{inside}:{outside}:{count}"), "overlaps an earlier range"));
+            }
+        }
+        if inside == 0 {
+            root = Some(outside);
+        }
+        text.push_str(&format!("{inside} {outside} {count}\n"));
+    }
+    let root = root.ok_or_else(|| SpecError::new(field, format!("{map:?}"), "uid 0 inside must be mapped"))?;
+    Ok((text.into_bytes(), root))
+}
+
 /// What the child carries out.
 pub struct Plan {
     pub clone_flags: u64,
@@ -89,6 +126,7 @@ pub struct Plan {
     pub no_new_privs: bool,
     pub seccomp: Option<Arc<Program>>,
     pub cpus: Option<libc::cpu_set_t>,
+    pub userns: Option<UsernsPlan>,
     pub cwd: CString,
     pub uid: libc::uid_t,
     pub gid: libc::gid_t,
@@ -122,6 +160,8 @@ pub struct Describe {
     pub path_searched: Option<String>,
     pub hostname: String,
     pub rlimits: Vec<String>,
+    /// The host uid of the user namespace's root, when there is one (for EACCES hints).
+    pub userns_root: Option<u32>,
 }
 
 impl Describe {
@@ -137,6 +177,14 @@ impl Describe {
             | Step::SetAttr
             | Step::Mknod
             | Step::Symlink => match self.ops.get(idx) {
+                Some((p, m)) if r.errno == libc::EACCES && self.userns_root.is_some() => (
+                    Some(p.clone()),
+                    format!(
+                        "{m} (in a user namespace the container's root is uid {} on the host: it must be able to \
+                         reach the path through every parent directory)",
+                        self.userns_root.unwrap_or(0)
+                    ),
+                ),
                 Some((p, m)) => (Some(p.clone()), m.clone()),
                 None => (None, format!("set-up operation {idx} failed")),
             },
@@ -153,6 +201,8 @@ impl Describe {
                 (None, format!("setrlimit {what} failed{hint}"))
             }
             Step::Seccomp => (None, "loading the seccomp filter failed".into()),
+            Step::WaitUserMap => (None, "waiting for the parent to write the user namespace's uid_map and gid_map failed".into()),
+            Step::UsernsRoot => (None, "becoming uid 0 in the new user namespace failed (is 0 mapped?)".into()),
             Step::CapBounding | Step::Capset => (None, format!("{} failed", step.name())),
             Step::DetachOldRoot => (None, "detaching the old root after pivot_root failed".into()),
             Step::ReadonlyRoot => (Some("/".into()), "remounting / read-only failed".into()),
@@ -333,10 +383,25 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn dev_nodes(&mut self) -> Result<(), SpecError> {
+    fn dev_nodes(&mut self, userns: bool) -> Result<(), SpecError> {
         for (name, major, minor) in DEVICES {
             let target = format!("/dev/{name}");
             let host = host_path("devices", self.rootfs, &target)?;
+            if userns {
+                // mknod is not for a user namespace: bind the host's node, as runc does
+                let parent = host.rsplit_once('/').map(|(p, _)| p).unwrap_or("/").to_string();
+                self.push(
+                    Op::MkFile { parent: cstring("devices", &parent)?, path: cstring("devices", &host)? },
+                    &target,
+                    format!("creating the device mount point {target} failed"),
+                );
+                self.push(
+                    Op::Mount { src: Some(cstring("devices", &target)?), target: cstring("devices", &host)?, fstype: None, flags: libc::MS_BIND, data: None },
+                    &target,
+                    format!("binding the host's {target} failed"),
+                );
+                continue;
+            }
             self.push(
                 Op::Mknod {
                     path: cstring("devices", &host)?,
@@ -471,7 +536,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
             b.mount(&format!("default_mounts[{i}]"), m)?;
             if m.target == "/dev" {
                 // nodes and links go into the fresh /dev tmpfs before anything is mounted below it
-                b.dev_nodes()?;
+                b.dev_nodes(spec.userns.is_some())?;
             }
         }
     }
@@ -603,6 +668,23 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         None => None,
     };
     let cap_mask = spec.capabilities.as_deref().map(|c| caps::mask("capabilities", c)).transpose()?;
+    let userns = match &spec.userns {
+        None => None,
+        Some(u) => {
+            let (uid_map, root_uid) = id_map("userns.uid_map", &u.uid_map)?;
+            let (gid_map, root_gid) = id_map("userns.gid_map", &u.gid_map)?;
+            clone_flags |= libc::CLONE_NEWUSER as u64;
+            d.userns_root = Some(root_uid);
+            Some(UsernsPlan {
+                uid_map,
+                gid_map,
+                root_uid,
+                root_gid,
+                own: u.own.iter().map(|p| cstring("userns.own", p)).collect::<Result<_, _>>()?,
+                traverse: u.traverse.iter().map(|p| cstring("userns.traverse", p)).collect::<Result<_, _>>()?,
+            })
+        }
+    };
     let plan = Plan {
         clone_flags,
         cgroup_fd: spec.cgroup_fd,
@@ -621,6 +703,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         no_new_privs: spec.no_new_privileges,
         seccomp: spec.seccomp.clone(),
         cpus: spec.cpus.as_deref().map(cpu_set).transpose()?,
+        userns,
         cwd: cstring("cwd", &spec.cwd)?,
         uid: spec.uid,
         gid: spec.gid,
@@ -835,6 +918,24 @@ mod tests {
         let (plan, _) = build(&s).unwrap();
         assert!(plan.clone_flags & sys::CLONE_INTO_CGROUP != 0);
         assert!(!plan.loopback_up);
+    }
+
+    #[test]
+    fn a_user_namespace_maps_root_and_binds_the_device_nodes() {
+        let mut s = spec();
+        s.userns = Some(crate::spec::Userns { uid_map: vec![(0, 100000, 65536)], gid_map: vec![(0, 200000, 1000)], ..Default::default() });
+        let (plan, d) = build(&s).unwrap();
+        let u = plan.userns.as_ref().unwrap();
+        assert_eq!((u.root_uid, u.root_gid), (100000, 200000));
+        assert_eq!(u.uid_map, b"0 100000 65536\n");
+        assert!(plan.clone_flags & libc::CLONE_NEWUSER as u64 != 0);
+        let null = d.ops.iter().position(|(p, m)| p == "/dev/null" && m.starts_with("binding")).unwrap();
+        assert!(matches!(&plan.ops[null], Op::Mount { flags, .. } if *flags == libc::MS_BIND));
+        assert!(!plan.ops.iter().any(|o| matches!(o, Op::Mknod { .. })));
+        s.userns.as_mut().unwrap().uid_map = vec![(1, 100000, 10)];
+        assert_eq!(build(&s).err().unwrap().reason, "uid 0 inside must be mapped");
+        s.userns.as_mut().unwrap().uid_map = vec![(0, 100000, 10), (5, 300000, 10)];
+        assert_eq!(build(&s).err().unwrap().field, "userns.uid_map[1]");
     }
 
     #[test]

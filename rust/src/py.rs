@@ -16,7 +16,7 @@ use crate::errors::{Error, SpecError, Step};
 use crate::plan;
 use crate::{caps, seccomp};
 use crate::spawn as core;
-use crate::spec::{MountSpec, Overlay, Spec};
+use crate::spec::{MountSpec, Overlay, Spec, Userns};
 
 /// Convert a Rust error into the exception the Python layer defines.
 fn to_py(py: Python<'_>, err: Error) -> PyErr {
@@ -100,6 +100,20 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         }
         _ => None,
     };
+    let userns = match f.remove("userns") {
+        Some(u) if !u.is_none() => {
+            let mut uf = fields(&u, "userns")?;
+            let un = Userns {
+                uid_map: required(&mut uf, "uid_map", "a list of (inside, outside, count)")?,
+                gid_map: required(&mut uf, "gid_map", "a list of (inside, outside, count)")?,
+                own: take(&mut uf, "own", "a list of host paths", Vec::new)?,
+                traverse: take(&mut uf, "traverse", "a list of host directories", Vec::new)?,
+            };
+            no_more(uf, "userns.")?;
+            Some(un)
+        }
+        _ => None,
+    };
     let raw_mounts: Vec<Bound<'_, PyAny>> = take(&mut f, "mounts", "a list of dicts", Vec::new)?;
     let mut mounts = Vec::with_capacity(raw_mounts.len());
     for (i, m) in raw_mounts.iter().enumerate() {
@@ -148,6 +162,7 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         readonly_paths: take(&mut f, "readonly_paths", "a list of paths", Vec::new)?,
         rlimits: take(&mut f, "rlimits", "a list of (name, soft, hard)", Vec::new)?,
         oom_score_adj: take(&mut f, "oom_score_adj", "an int", || None)?,
+        userns,
     };
     no_more(f, "")?;
     Ok(spec)

@@ -9,7 +9,7 @@ use libc::c_int;
 
 use crate::child;
 use crate::errors::{Record, SpawnError, Step};
-use crate::plan::{Describe, Plan};
+use crate::plan::{Describe, Plan, UsernsPlan};
 use crate::sys;
 
 /// How the child was created, for the record (and for the benches).
@@ -102,6 +102,17 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
         (None, None)
     };
 
+    // A user namespace: the container's root gets its folders, and a pipe on which the
+    // child waits until its uid_map and gid_map are written.
+    let (map_r, map_w) = match &plan.userns {
+        Some(u) => {
+            prepare_userns(u)?;
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
+        }
+        None => (None, None),
+    };
+
     let t_clone = Instant::now();
     let (pid, pidfd, method, sync_r, sync_w) = {
         let mut pidfd: c_int = -1;
@@ -116,11 +127,16 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
         let fds = child::Fds {
             err_w: err_w.as_raw_fd(),
             sync_r: sync_r.as_ref().map(|f| f.as_raw_fd()),
-            parent_ends: [err_r.as_raw_fd(), sync_w.as_ref().map_or(-1, |f| f.as_raw_fd())],
+            map_r: map_r.as_ref().map(|f| f.as_raw_fd()),
+            parent_ends: [
+                err_r.as_raw_fd(),
+                sync_w.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                map_w.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            ],
         };
         // Signals stay blocked across the clone so that no handler of ours runs in the child.
         let old_mask = sys::block_all_signals();
-        let r = if sync_r.is_none() {
+        let r = if sync_r.is_none() && map_r.is_none() {
             // The common case: the child runs straight to execve. Share our memory
             // and sleep until its exec (CLONE_VM | CLONE_VFORK), as posix_spawn does:
             // no page tables copied, no copy-on-write faults in the child.
@@ -132,7 +148,7 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
         let r = match r {
             Ok(0) => child::run(&plan, &fds),
             Ok(pid) => Ok((pid, method, sync_r, sync_w)),
-            Err(libc::ENOSYS) => {
+            Err(libc::ENOSYS) if map_r.is_none() => {
                 sys::set_signal_mask(&old_mask);
                 return clone_fallback(plan, describe, plan_ns, err_r, err_w, sync_r, sync_w, t_clone);
             }
@@ -144,6 +160,13 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
             Err(e) => return Err(clone_error(&plan, e)),
         }
     };
+    drop(map_r);
+    if let (Some(u), Some(w)) = (&plan.userns, map_w) {
+        if let Err(e) = write_maps(pid, u, w) {
+            kill_and_reap(&pidfd);
+            return Err(e);
+        }
+    }
     drop(plan);
     finish(pid, pidfd, method, err_r, err_w, sync_r, sync_w, describe, plan_ns, t_clone)
 }
@@ -175,6 +198,47 @@ fn clone_vfork(args: &mut sys::CloneArgs, plan: &Plan, fds: &child::Fds) -> sys:
     unsafe { sys::clone3_vfork(args, vfork_entry, &mut arg as *mut VforkArg<'_> as *mut libc::c_void) }
 }
 
+/// Give the container's root (the host ids inside 0:0 maps to) its state folders,
+/// and let it cross the directories above them.
+fn prepare_userns(u: &UsernsPlan) -> Result<(), SpawnError> {
+    for p in &u.own {
+        sys::chown(p, u.root_uid, u.root_gid).map_err(|e| {
+            let p = p.to_string_lossy().into_owned();
+            SpawnError::new(Step::UserMap, e, Some(p.clone()), format!("giving {p} to the user namespace's root ({}:{}) failed", u.root_uid, u.root_gid))
+        })?;
+    }
+    for p in &u.traverse {
+        sys::add_search_permission(p).map_err(|e| {
+            let p = p.to_string_lossy().into_owned();
+            SpawnError::new(Step::UserMap, e, Some(p.clone()), format!("letting the user namespace's root cross {p} (o+x) failed"))
+        })?;
+    }
+    Ok(())
+}
+
+/// Write the child's uid_map and gid_map, then let it go on (one byte on its map pipe).
+fn write_maps(pid: libc::pid_t, u: &UsernsPlan, w: OwnedFd) -> Result<(), SpawnError> {
+    for (file, text) in [("uid_map", &u.uid_map), ("gid_map", &u.gid_map)] {
+        let path = format!("/proc/{pid}/{file}");
+        let c = std::ffi::CString::new(path.clone()).expect("no NUL in a /proc path");
+        sys::write_path(&c, text).map_err(|e| {
+            let hint = match e {
+                libc::EPERM => ": the range is not ours to map (CAP_SETUID/CAP_SETGID over it, or /etc/subuid for rootless)",
+                libc::EINVAL => ": a malformed or overlapping range",
+                _ => "",
+            };
+            SpawnError::new(
+                Step::UserMap,
+                e,
+                Some(path.clone()),
+                format!("writing {:?} to {path} failed{hint}", String::from_utf8_lossy(text).trim_end()),
+            )
+        })?;
+    }
+    sys::write_all(w.as_raw_fd(), b"m")
+        .map_err(|e| SpawnError::new(Step::UserMap, e, None, "telling the container its user namespace is mapped failed".into()))
+}
+
 fn clone_error(plan: &Plan, e: i32) -> SpawnError {
     if plan.cgroup_fd.is_some() && matches!(e, libc::EBUSY | libc::EOPNOTSUPP | libc::EACCES | libc::EBADF) {
         return SpawnError::new(
@@ -189,6 +253,7 @@ fn clone_error(plan: &Plan, e: i32) -> SpawnError {
     let hint = match e {
         libc::EPERM => ": creating namespaces needs CAP_SYS_ADMIN",
         libc::ENOSPC => ": a namespace limit (/proc/sys/user/max_*_namespaces) is reached",
+        libc::EINVAL if plan.userns.is_some() => ": this kernel refuses a user namespace with these flags",
         libc::EAGAIN => ": the process limit is reached",
         _ => "",
     };
@@ -218,7 +283,8 @@ fn clone_fallback(
     let fds = child::Fds {
         err_w: err_w.as_raw_fd(),
         sync_r: sync_r.as_ref().map(|f| f.as_raw_fd()),
-        parent_ends: [err_r.as_raw_fd(), sync_w.as_ref().map_or(-1, |f| f.as_raw_fd())],
+        map_r: None,
+        parent_ends: [err_r.as_raw_fd(), sync_w.as_ref().map_or(-1, |f| f.as_raw_fd()), -1],
     };
     let mut pidfd: c_int = -1;
     let flags = plan.clone_flags & !sys::CLONE_INTO_CGROUP;

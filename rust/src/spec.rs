@@ -34,6 +34,20 @@ impl MountSpec {
     }
 }
 
+/// A user namespace made with the container's other namespaces (CLONE_NEWUSER):
+/// the parent writes the maps while the child waits, before its first mount.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Userns {
+    /// (inside, outside, count) lines of uid_map and gid_map; inside 0 must be mapped.
+    pub uid_map: Vec<(u32, u32, u32)>,
+    pub gid_map: Vec<(u32, u32, u32)>,
+    /// Host paths given to the container's root (chown to the outside ids of 0:0) before clone:
+    /// its state folder, rootfs mount point, overlay upper and work.
+    pub own: Vec<String>,
+    /// Host directories the container's root must be able to cross (o+x added before clone).
+    pub traverse: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
     pub argv: Vec<String>,
@@ -65,6 +79,7 @@ pub struct Spec {
     /// (RLIMIT_NAME, soft, hard); u64::MAX is unlimited.
     pub rlimits: Vec<(String, u64, u64)>,
     pub oom_score_adj: Option<i32>,
+    pub userns: Option<Userns>,
 }
 
 impl Default for Spec {
@@ -98,6 +113,7 @@ impl Default for Spec {
             readonly_paths: Vec::new(),
             rlimits: Vec::new(),
             oom_score_adj: None,
+            userns: None,
         }
     }
 }

@@ -238,6 +238,23 @@ pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> SysResult<()> {
     check(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) }).map(|_| ())
 }
 
+pub fn chown(path: &CStr, uid: libc::uid_t, gid: libc::gid_t) -> SysResult<()> {
+    // SAFETY: path is a valid C string.
+    check_int(unsafe { libc::chown(path.as_ptr(), uid, gid) }).map(|_| ())
+}
+
+/// chmod o+x (and g+x) of a directory, keeping the rest of its mode.
+pub fn add_search_permission(path: &CStr) -> SysResult<()> {
+    // SAFETY: st is plain data the kernel fills; path is a valid C string.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    check_int(unsafe { libc::stat(path.as_ptr(), &mut st) })?;
+    let mode = st.st_mode & 0o7777;
+    if mode & 0o011 == 0o011 {
+        return Ok(());
+    }
+    chmod(path, mode | 0o011)
+}
+
 pub fn mkdir(path: &CStr, mode: libc::mode_t) -> SysResult<()> {
     // SAFETY: path is NUL-terminated.
     check_int(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(|_| ())

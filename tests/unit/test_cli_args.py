@@ -191,3 +191,8 @@ def test_security_options_become_config_fields() -> None:
         ["NET_ADMIN"], ["ALL"], True, ["seccomp=unconfined"])
     assert (f["tmpfs"], f["devices"], f["group_add"], f["ulimits"], f["oom_score_adj"]) == (
         ["/run:size=1m"], ["/dev/null:/dev/x"], ["video"], ["nofile=10:20"], 100)
+
+
+def test_userns_option() -> None:
+    assert cli.config_fields(parse("run", "--userns", "auto", "busybox"))["userns"] == "auto"
+    assert cli.config_fields(parse("run", "busybox"))["userns"] is None

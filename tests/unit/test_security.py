@@ -196,3 +196,19 @@ def test_the_security_part_of_the_spec_default_and_privileged(tmp_path):
     nnp = security.spec_part(Config("t", privileged=True, security_opt=["no-new-privileges"]), image)
     assert nnp["no_new_privileges"] is True
     assert os.path.exists("/dev/null")
+
+
+def test_userns_values(tmp_path, monkeypatch):
+    f = tmp_path / "subuid"
+    f.write_text("other:1:2\nfastcontain:500000:100000\nfastcontain:900000:10\n")
+    monkeypatch.setenv(security.SUBUID_ENV, str(f))
+    monkeypatch.setenv(security.SUBGID_ENV, str(f))
+    monkeypatch.setattr(security, "check_userns_support", lambda: None)  # the host's policy: not this test's
+    auto = security.Userns.parse("auto")
+    assert auto == security.Userns(((0, 500000, 65536),), ((0, 500000, 65536),))
+    assert security.Userns.parse("900000:10").uid_map == ((0, 900000, 10),)
+    assert security.Userns.parse("host") is None and security.Userns.parse(None) is None
+    assert auto.shift(0, 65534) == (500000, 565534) and auto.shift(70000, 1) == (70000, 500001)
+    for bad, reason in (("0:900000:11", "outside the ranges"), ("x", "expected auto"), ("1:500000:5", "must map 0")):
+        with pytest.raises(ConfigError, match=reason):
+            Config("busybox", userns=bad)
