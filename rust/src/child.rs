@@ -190,12 +190,14 @@ fn do_op(op: &Op) -> sys::SysResult<()> {
         Op::SetAttr { target, attr } => sys::mount_setattr_recursive(target, *attr),
         Op::Mknod { path, mode, dev } => sys::mknod(path, *mode, *dev),
         Op::Symlink { target, link } => sys::symlink(target, link),
-        Op::Mask { target, null } => {
+        Op::Mask { target, null, file } => {
             let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-            match sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), ro, Some(c"size=0")) {
-                Err(libc::ENOTDIR) => {
-                    sys::mount(Some(null), target, None, libc::MS_BIND, None).or_else(skip_missing)
-                }
+            let tmpfs = || sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), ro, Some(c"size=0"));
+            let bind = || sys::mount(Some(null), target, None, libc::MS_BIND, None);
+            // the plan's guess first (a failed tmpfs costs a whole superblock), the other on ENOTDIR
+            let r = if *file { bind() } else { tmpfs() };
+            match r {
+                Err(libc::ENOTDIR) => if *file { tmpfs() } else { bind() }.or_else(skip_missing),
                 r => r.or_else(skip_missing),
             }
         }

@@ -43,7 +43,7 @@ pub enum Op {
     Symlink { target: CString, link: CString },
     /// Hide a path: an empty read-only tmpfs over a directory, /dev/null over
     /// anything else. A path the kernel does not have is skipped.
-    Mask { target: CString, null: CString },
+    Mask { target: CString, null: CString, file: bool },
     /// Bind a path onto itself read-only, recursively. Missing paths are skipped.
     ReadOnly { target: CString },
 }
@@ -466,6 +466,20 @@ fn cpu_set(cpus: &[usize]) -> Result<libc::cpu_set_t, SpecError> {
     Ok(set)
 }
 
+/// What a /proc or /sys path of the container's fresh procfs and sysfs is, seen from the
+/// host's (the same kernel): None when this kernel has no such path (its mask is
+/// skipped: nothing to hide), Some(Some(is_dir)), or Some(None) when unknown here.
+fn kernel_path_kind(spec: &Spec, path: &str) -> Option<Option<bool>> {
+    if !spec.default_mounts || !(path.starts_with("/proc/") || path.starts_with("/sys/")) {
+        return Some(None);
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Some(Some(m.is_dir())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => Some(None),
+    }
+}
+
 /// Turn a spec into the plan the child carries out and the words to explain its failures.
 pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     if spec.argv.is_empty() {
@@ -548,11 +562,17 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     for (i, p) in spec.masked_paths.iter().enumerate() {
         let field = format!("masked_paths[{i}]");
         let host = host_path(&field, &rootfs, p)?;
-        b.push(Op::Mask { target: cstring(&field, &host)?, null: null.clone() }, p, format!("masking {p} failed"));
+        let Some(kind) = kernel_path_kind(spec, p) else { continue };
+        // a file first gets /dev/null bound on it; a directory an empty tmpfs (each falls back to the other)
+        let file = kind == Some(false);
+        b.push(Op::Mask { target: cstring(&field, &host)?, null: null.clone(), file }, p, format!("masking {p} failed"));
     }
     for (i, p) in spec.readonly_paths.iter().enumerate() {
         let field = format!("readonly_paths[{i}]");
         let host = host_path(&field, &rootfs, p)?;
+        if kernel_path_kind(spec, p).is_none() {
+            continue;
+        }
         b.push(Op::ReadOnly { target: cstring(&field, &host)? }, p, format!("making {p} read-only failed"));
     }
     if !spec.cwd.trim_end_matches('/').is_empty() {
@@ -918,6 +938,25 @@ mod tests {
         let (plan, _) = build(&s).unwrap();
         assert!(plan.clone_flags & sys::CLONE_INTO_CGROUP != 0);
         assert!(!plan.loopback_up);
+    }
+
+    #[test]
+    fn masks_follow_what_the_kernel_has() {
+        let mut s = spec();
+        s.masked_paths = vec!["/proc/no-such-file-fastcontain".into(), "/proc/fs".into(), "/proc/version".into(), "/img/x".into()];
+        s.readonly_paths = vec!["/proc/no-such-file-fastcontain".into(), "/proc/sys".into()];
+        let (plan, d) = build(&s).unwrap();
+        let masks: Vec<(&str, bool)> = plan
+            .ops
+            .iter()
+            .zip(&d.ops)
+            .filter_map(|(o, (p, _))| match o {
+                Op::Mask { file, .. } => Some((p.as_str(), *file)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(masks, [("/proc/fs", false), ("/proc/version", true), ("/img/x", false)]);
+        assert_eq!(plan.ops.iter().filter(|o| matches!(o, Op::ReadOnly { .. })).count(), 1);
     }
 
     #[test]
