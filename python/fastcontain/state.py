@@ -9,13 +9,18 @@ Layout (default /run/fastcontain, or $FASTCONTAIN_ROOT):
     <root>/<id>/rootfs       an empty mount point: the overlay is mounted on it inside the
                              container's own mount namespace, so no host mount can leak
     <root>/<id>/stdout.log, stderr.log   output of a Container (not of run())
+    <root>/<id>/state.json   the record of a detached container (status, pid, exit code...),
+                             replaced atomically (temp + rename) under <root>/<id>/state.lock
+    <root>/<id>/ctl.sock     its supervisor's control socket (fastcontain.supervisor)
 
-A container dir whose lock nobody holds was left by a crash: `sweep` removes it.
+A container dir whose lock nobody holds was left by a crash: `sweep` removes it,
+unless it has a record: a detached container's state and logs stay until removed.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -29,6 +34,8 @@ from .errors import ConfigError, ContainerError
 
 DEFAULT_ROOT = "/run/fastcontain"
 _ID = re.compile(r"[0-9a-f]{16}\Z")
+# ids an OCI engine chooses (containerd: names; podman: 64 hex digits)
+_OCI_ID = re.compile(r"(?!names\Z|lock\Z)[A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}\Z")
 _swept: set[str] = set()
 
 
@@ -74,6 +81,18 @@ class Paths:
     @property
     def lock(self) -> str:
         return os.path.join(self.dir, "lock")
+
+    @property
+    def record(self) -> str:
+        return os.path.join(self.dir, "state.json")
+
+    @property
+    def record_lock(self) -> str:
+        return os.path.join(self.dir, "state.lock")
+
+    @property
+    def ctl(self) -> str:
+        return os.path.join(self.dir, "ctl.sock")
 
 
 def rmtree(path: str) -> None:
@@ -122,8 +141,14 @@ def _held(container_dir: str) -> bool:
 
 def owner_alive(container_dir: str) -> bool:
     """Whether a live process owns the container whose state dir this is (for sweeps
-    of what a container made elsewhere, such as its cgroup)."""
+    of what a container made elsewhere, such as its cgroup; for a detached container,
+    whether its supervisor is still there)."""
     return _held(container_dir)
+
+
+def _live(container_dir: str) -> bool:
+    """Held by its owner, or recorded (a detached container: kept until removed)."""
+    return _held(container_dir) or os.path.exists(os.path.join(container_dir, "state.json"))
 
 
 def _ensure_root(root: str) -> None:
@@ -137,7 +162,7 @@ def sweep(root: str | None = None) -> list[str]:
     removed = []
     with _root_lock(root, fcntl.LOCK_EX):
         for entry in os.scandir(root):
-            if entry.is_dir(follow_symlinks=False) and entry.name != "names" and not _held(entry.path):
+            if entry.is_dir(follow_symlinks=False) and entry.name != "names" and not _live(entry.path):
                 rmtree(entry.path)
                 removed.append(entry.name)
         names = os.path.join(root, "names")
@@ -193,6 +218,13 @@ class ContainerState:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
+    def release(self) -> None:
+        """Give up the lock but keep the state dir (a detached container's record and logs
+        outlive its supervisor); `remove_kept` removes it later."""
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
     def __enter__(self) -> ContainerState:
         return self
 
@@ -211,9 +243,9 @@ def _claim_name(root: str, name: str, id: str) -> None:
         except FileExistsError:
             owner = _read_name(entry)
             # A name whose container dir is gone, or unlocked, was left by a crash: take it over.
-            if owner and not _held(os.path.join(root, owner)):
+            if owner and not _live(os.path.join(root, owner)):
                 with _root_lock(root, fcntl.LOCK_EX):
-                    if _read_name(entry) == owner and not _held(os.path.join(root, owner)):
+                    if _read_name(entry) == owner and not _live(os.path.join(root, owner)):
                         if os.path.isdir(os.path.join(root, owner)):
                             rmtree(os.path.join(root, owner))
                         os.unlink(entry)
@@ -225,13 +257,19 @@ def _claim_name(root: str, name: str, id: str) -> None:
     raise ContainerError(f"the name {name!r} could not be claimed")
 
 
-def create(root: str | None = None, *, id: str | None = None, name: str | None = None) -> ContainerState:
+def create(
+    root: str | None = None, *, id: str | None = None, name: str | None = None, oci: bool = False
+) -> ContainerState:
     """Make a container's state dir, locked by this process, and claim its name.
 
-    The first call for a root in a process sweeps it first."""
+    `oci`: the id is the engine's (letters, digits, _ . + -) and the dir has no
+    overlay layers (an OCI bundle brings its own root). The first call for a root in
+    a process sweeps it first."""
     root = os.path.abspath(root or default_root())
     id = id or new_id()
-    if not _ID.match(id):
+    if oci and not _OCI_ID.match(id):
+        raise ConfigError("id", id, "must be letters, digits, '_', '.', '+' or '-' (not starting with one of the last four)")
+    if not oci and not _ID.match(id):
         raise ConfigError("id", id, "must be 16 lowercase hex digits")
     _ensure_root(root)
     if os.path.realpath(root) not in _swept:
@@ -247,7 +285,7 @@ def create(root: str | None = None, *, id: str | None = None, name: str | None =
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
     state = ContainerState(paths, None, lock_fd)
     try:
-        for sub, mode in (("upper", 0o755), ("work", 0o700), ("rootfs", 0o755)):
+        for sub, mode in () if oci else (("upper", 0o755), ("work", 0o700), ("rootfs", 0o755)):
             os.mkdir(os.path.join(paths.dir, sub))
             os.chmod(os.path.join(paths.dir, sub), mode)
         if name is not None:
@@ -257,3 +295,85 @@ def create(root: str | None = None, *, id: str | None = None, name: str | None =
         state.remove()
         raise
     return state
+
+
+# -- records: the lifecycle state other processes read -------------------------------
+
+STATUSES = ("created", "running", "paused", "stopped")
+"""The OCI runtime spec's states; a record is written once the container is created."""
+
+
+@contextmanager
+def record_locked(paths: Paths) -> Iterator[None]:
+    """Exclusive flock on the container's state.lock: one writer (or read-modify-write)
+    of its record at a time, across processes."""
+    fd = os.open(paths.record_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_record(paths: Paths) -> dict[str, Any] | None:
+    """The container's record, or None when it has none (yet, or any more)."""
+    try:
+        with open(paths.record) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except ValueError as e:
+        raise ContainerError(f"the state file {paths.record} is corrupt: {e}") from None
+    if not isinstance(data, dict):
+        raise ContainerError(f"the state file {paths.record} is corrupt: not a JSON object")
+    return data
+
+
+def write_record(paths: Paths, record: dict[str, Any]) -> None:
+    """Replace the record atomically: a reader sees the old one or the new one, whole.
+    Callers that read-modify-write hold record_locked()."""
+    status = record.get("status")
+    if status not in STATUSES:
+        raise ValueError(f"bad status {status!r} for a record (one of {', '.join(STATUSES)})")
+    tmp = f"{paths.record}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, sort_keys=True)
+    os.replace(tmp, paths.record)
+
+
+def update_record(paths: Paths, **changes: Any) -> dict[str, Any]:
+    """Read, change and write back the record under its lock; the new record."""
+    with record_locked(paths):
+        record = read_record(paths)
+        if record is None:
+            raise ContainerError(f"container {paths.id} has no state file ({paths.record})")
+        record.update(changes)
+        write_record(paths, record)
+        return record
+
+
+def recorded(root: str | None = None) -> list[Paths]:
+    """Every container of the root that has a record, oldest first."""
+    root = os.path.abspath(root or default_root())
+    try:
+        entries = [e for e in os.scandir(root) if e.is_dir(follow_symlinks=False) and e.name != "names"]
+    except FileNotFoundError:
+        return []
+    found = [(os.stat(e.path).st_mtime_ns, Paths(root, e.name)) for e in entries]
+    return [p for _, p in sorted(found, key=lambda t: t[0]) if os.path.exists(p.record)]
+
+
+def remove_kept(paths: Paths, name: str | None) -> None:
+    """Remove a recorded container whose owner is gone: its state dir and its name.
+    ContainerError if its owner still holds it."""
+    try:
+        fd = os.open(paths.lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = -1
+    if fd >= 0:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ContainerError(f"container {paths.id} is still owned by its supervisor") from None
+    ContainerState(paths, name, fd if fd >= 0 else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)).remove()

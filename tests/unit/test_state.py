@@ -131,3 +131,66 @@ def test_rmtree_removes_an_overlay_workdir() -> None:
             os.seteuid(0)
         shutil.rmtree(top, ignore_errors=True)
     assert not os.path.exists(os.path.join(top, "c"))
+
+
+# -- records: the lifecycle state of detached containers ------------------------------
+
+
+def test_records_are_replaced_whole_and_kept_by_the_sweep(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    s = state.create(root, name="kept")
+    assert state.read_record(s.paths) is None
+    state.write_record(s.paths, {"id": s.id, "status": "created"})
+    assert state.update_record(s.paths, status="stopped", exit_code=3) == {"id": s.id, "status": "stopped", "exit_code": 3}
+    assert [n for n in os.listdir(s.paths.dir) if n.endswith(".tmp")] == []  # the temp file was renamed
+    with pytest.raises(ValueError, match="bad status"):
+        state.write_record(s.paths, {"status": "exited"})
+    s.release()  # the supervisor exits: the lock is free, the record stays
+    assert not held(s.paths.dir) and state.sweep(root) == []
+    assert state.recorded(root) == [s.paths] and state.lookup("kept", root) == s.id
+    with pytest.raises(ContainerError, match="'kept' is in use"):
+        state.create(root, name="kept")
+    state.remove_kept(s.paths, "kept")
+    assert state.recorded(root) == [] and state.lookup("kept", root) is None
+
+
+def test_remove_kept_refuses_while_the_owner_holds_it(tmp_path: Path) -> None:
+    s = state.create(str(tmp_path))
+    state.write_record(s.paths, {"status": "running"})
+    with pytest.raises(ContainerError, match="still owned"):
+        state.remove_kept(s.paths, None)
+    s.remove()
+
+
+def test_a_corrupt_record_is_named(tmp_path: Path) -> None:
+    s = state.create(str(tmp_path))
+    with open(s.paths.record, "w") as f:
+        f.write("{half")
+    with pytest.raises(ContainerError, match="state.json is corrupt"):
+        state.read_record(s.paths)
+    s.remove()
+
+
+def test_concurrent_updates_do_not_lose_writes(tmp_path: Path) -> None:
+    """Two processes incrementing one counter 200 times each under the record lock."""
+    s = state.create(str(tmp_path))
+    state.write_record(s.paths, {"status": "running", "n": 0})
+    code = (
+        "import sys; from fastcontain import state; p = state.Paths(sys.argv[1], sys.argv[2])\n"
+        "for _ in range(200):\n"
+        "    with state.record_locked(p):\n"
+        "        r = state.read_record(p); r['n'] += 1; state.write_record(p, r)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, s.paths.root, s.id]) for _ in range(2)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    assert state.read_record(s.paths)["n"] == 400
+    s.remove()
+
+
+def test_oci_ids_are_the_engines(tmp_path: Path) -> None:
+    s = state.create(str(tmp_path), id="my-ctr.1", oci=True)
+    assert os.listdir(s.paths.dir) == ["lock"]  # an OCI bundle brings its own root: no layers
+    s.remove()
+    for bad in ("names", "lock", "../x", "-x", "a/b"):
+        with pytest.raises(ConfigError):
+            state.create(str(tmp_path), id=bad, oci=True)
