@@ -40,30 +40,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a command in a new container",
         description="Run CMD (default: the image's command) in a new container of IMAGE, in the foreground "
         "with the terminal's stdin, stdout and stderr. IMAGE is busybox, host, or a directory "
-        "(/path, ./path or dir:/path). Everything after IMAGE is the command. The container is "
-        "removed when it exits, with or without --rm (detached and persistent containers come "
-        "with the lifecycle commands). IMAGE may also be an image in the store (NAME[:TAG] or an id): "
+        "(/path, ./path or dir:/path). Everything after IMAGE is the command. In the foreground "
+        "the container is removed when it exits, with or without --rm. With -d it runs detached "
+        "under its own supervisor, kept after its exit until `fastcontain rm` (or removed at its "
+        "exit with --rm). IMAGE may also be an image in the store (NAME[:TAG] or an id): "
         "see pull, load, import and images.",
         epilog="Exit status: the command's; 128+N if killed by signal N; 125 if fastcontain failed; "
         "126 if the command cannot be executed; 127 if it is not found.",
     )
-    run_p.add_argument("--rm", action="store_true", help="remove the container when it exits (always done for now)")
-    run_p.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
+    add_container_options(run_p)
+    run_p.add_argument("-d", "--detach", action="store_true",
+                       help="run in the background under a supervisor; print the container's id")
+    from . import cli_lifecycle  # the verbs on detached containers: create, start, ps, stop, ...
+
+    cli_lifecycle.add_commands(commands)
+    _image_commands.add_parsers(commands)  # pull, load, import, images, rmi, image ...
+    return parser
+
+
+def add_container_options(p: argparse.ArgumentParser) -> None:
+    """The options `run` and `create` share, then IMAGE and CMD."""
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits (a foreground run always is)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
                        help="set an environment variable; a bare K passes the host's value")
-    run_p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
-    run_p.add_argument("--hostname", metavar="H", help="hostname (default: the container id's first 12 digits)")
-    run_p.add_argument("-u", "--user", metavar="USER", help="UID[:GID] or names from the image's /etc/passwd")
-    run_p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    p.add_argument("--hostname", metavar="H", help="hostname (default: the container id's first 12 digits)")
+    p.add_argument("-u", "--user", metavar="USER", help="UID[:GID] or names from the image's /etc/passwd")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
                        help="bind-mount the host path SRC at DST (read-only with :ro)")
-    run_p.add_argument("--name", metavar="N", help="a unique name for the container")
-    run_p.add_argument("--network", default="none", metavar="none|host",
+    p.add_argument("--name", metavar="N", help="a unique name for the container")
+    p.add_argument("--network", default="none", metavar="none|host",
                        help="none (default): an isolated network with only lo; host: the host's network")
     add_limit_options(run_p)
-    run_p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
-    run_p.add_argument("--entrypoint", metavar="CMD", help="replace the image's entrypoint (its Cmd is then not used)")
-    run_p.add_argument("--pull", default="never", choices=("never", "missing", "always"),
+    p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
+    p.add_argument("--entrypoint", metavar="CMD", help="replace the image's entrypoint (its Cmd is then not used)")
+    p.add_argument("--pull", default="never", choices=("never", "missing", "always"),
                        help="pull a stored image from its registry: never (default), when missing, or always")
-    sec = run_p.add_argument_group("security (docker's options)")
+    sec = p.add_argument_group("security (docker's options)")
     sec.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
     sec.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
     sec.add_argument("--privileged", action="store_true",
@@ -80,10 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     sec.add_argument("--userns", metavar="auto|host|[INSIDE:]OUTSIDE:COUNT",
                      help="a user namespace: root inside is an unprivileged uid outside "
                      "(auto: the range of user fastcontain in /etc/subuid and /etc/subgid)")
-    run_p.add_argument("image", metavar="IMAGE")
-    run_p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
-    _image_commands.add_parsers(commands)  # pull, load, import, images, rmi, image ...
-    return parser
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
 
 
 def add_limit_options(p: argparse.ArgumentParser) -> None:
@@ -171,6 +182,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
+        if args.subcommand != "run":
+            from . import cli_lifecycle
+
+            return cli_lifecycle.dispatch(args)
+        if args.detach:
+            from . import containers
+
+            c = containers.run(args.image, args.command or None, autoremove=args.rm, **config_fields(args))
+            print(c.id)
+            return 0
         result = run(args.image, args.command or None, **config_fields(args))
         if getattr(result, "oom_killed", False):
             print("fastcontain: the container was killed by the OOM killer (its memory limit)", file=sys.stderr)
