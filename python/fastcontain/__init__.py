@@ -10,25 +10,53 @@ lifecycle: create, start, wait, kill, logs, remove. Options are the fields of
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
 
-from .api import CompletedProcess, Container, create, run
-from .config import Config, Mount
-from .errors import (
-    CalledProcessError,
-    CgroupError,
-    ConfigError,
-    ContainerError,
-    FastcontainError,
-    ImageError,
-    SpawnError,
-    TimeoutExpired,
-)
+if TYPE_CHECKING:
+    from .api import CompletedProcess, Container, create, run
+    from .config import Config, Mount
+    from .errors import (
+        CalledProcessError,
+        CgroupError,
+        ConfigError,
+        ContainerError,
+        FastcontainError,
+        ImageError,
+        SpawnError,
+        TimeoutExpired,
+    )
 
-try:
-    __version__ = _metadata.version("fastcontain")
-except _metadata.PackageNotFoundError:  # a source checkout that was never installed
-    __version__ = "0+unknown"
+    __version__: str
+
+# Imported on first use (PEP 562): `fastcontain-oci` starts an interpreter per call and
+# needs none of this; importing the API and importlib.metadata costs ~65 ms.
+_LAZY = {
+    "run": "api", "create": "api", "Container": "api", "CompletedProcess": "api", "Config": "config",
+    "Mount": "config",
+    **{name: "errors" for name in ("FastcontainError", "ConfigError", "ImageError", "SpawnError", "CgroupError",
+                                   "ContainerError", "TimeoutExpired", "CalledProcessError")},
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            version = metadata.version("fastcontain")
+        except metadata.PackageNotFoundError:  # a source checkout that was never installed
+            version = "0+unknown"
+        globals()["__version__"] = version
+        return version
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastcontain' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "run",
