@@ -204,19 +204,20 @@ def _capabilities(value: Any, spec: dict[str, Any]) -> None:
             if not isinstance(n, str) or not n.startswith("CAP_"):
                 raise OciError(f"process.capabilities.{k}", f"not a capability name: {n!r}")
     uid = spec.get("uid", 0)
-    for k in ("effective", "permitted"):
-        if set(sets.get(k, [])) - set(bounding):
-            raise OciError(f"process.capabilities.{k}", "has capabilities the bounding set lacks")
-        if uid == 0 and set(sets.get(k, [])) != set(bounding):
-            raise OciError(f"process.capabilities.{k}",
-                           "differs from the bounding set: fastcontain gives root one set for all three")
-    for k in ("ambient", "inheritable"):
+    for k in ("effective", "permitted", "ambient", "inheritable"):
         extra = set(sets.get(k, [])) - set(bounding)
         if extra:
             raise OciError(f"process.capabilities.{k}", f"{sorted(extra)} are not in the bounding set")
-        if sets.get(k) and uid != 0:
-            # for root they change nothing at execve; for another user they would grant capabilities
-            raise OciError(f"process.capabilities.{k}", "not supported for a non-root user yet")
+    for k in ("effective", "permitted"):
+        if uid == 0 and set(sets.get(k, [])) != set(bounding):
+            raise OciError(f"process.capabilities.{k}",
+                           "differs from the bounding set: fastcontain gives root one set for all three")
+    if uid != 0:
+        # the native core changes uid without keeping capabilities: a non-root process has none
+        for k in ("effective", "permitted", "ambient", "inheritable"):
+            if sets.get(k):
+                raise OciError(f"process.capabilities.{k}", "capabilities for a non-root user are not supported yet")
+    # for root, ambient and inheritable (within the bounding set) change nothing at execve
     spec["capabilities"] = sorted(set(bounding))
 
 

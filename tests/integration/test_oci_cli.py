@@ -112,7 +112,8 @@ def test_create_start_state_kill_delete(bundle: Path, root: str, tmp_path: Path)
 
 def test_run_returns_the_exit_status_with_the_config_applied(bundle: Path, root: str) -> None:
     c = write(bundle, ["sh", "-c", "echo $A; id -u; id -g; pwd; hostname; touch /x 2>/dev/null || echo ro; exit 7"],
-              process={"env": ["A=from-config", "PATH=/bin"], "cwd": "/etc", "user": {"uid": 1000, "gid": 1000}},
+              process={"env": ["A=from-config", "PATH=/bin"], "cwd": "/etc", "user": {"uid": 1000, "gid": 1000},
+                       "capabilities": {"bounding": ["CAP_KILL"]}},
               hostname="fc-oci-host")
     try:
         r = oci(root, "run", "--bundle", str(bundle), "r1")
@@ -135,10 +136,12 @@ def test_limits_sysctl_and_hooks(bundle: Path, root: str, tmp_path: Path) -> Non
                      "resources": {"memory": {"limit": 64 << 20}, "pids": {"limit": 32}}})
     out = tmp_path / "out"
     try:
-        with open(out, "w") as f:
+        with open(out, "w") as f, open(tmp_path / "err", "w+") as err:
+            # the container's stdio is create's: a file, not a pipe that would stay open
             r = subprocess.run([*OCI, "--root", root, "create", "--bundle", str(bundle), "h1"], stdout=f,
-                               stderr=subprocess.PIPE, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
+                               stderr=err, text=True, timeout=60)
+            err.seek(0)
+            assert r.returncode == 0, err.read()
         ok(root, "start", "h1")
         pid = json.loads(ok(root, "state", "h1"))["pid"]
         deadline = time.monotonic() + 10
