@@ -62,20 +62,20 @@ def add_container_options(p: argparse.ArgumentParser) -> None:
     """The options `run` and `create` share, then IMAGE and CMD."""
     p.add_argument("--rm", action="store_true", help="remove the container when it exits (a foreground run always is)")
     p.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
-                       help="set an environment variable; a bare K passes the host's value")
+               help="set an environment variable; a bare K passes the host's value")
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     p.add_argument("--hostname", metavar="H", help="hostname (default: the container id's first 12 digits)")
     p.add_argument("-u", "--user", metavar="USER", help="UID[:GID] or names from the image's /etc/passwd")
     p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
-                       help="bind-mount the host path SRC at DST (read-only with :ro)")
+               help="bind-mount the host path SRC at DST (read-only with :ro)")
     p.add_argument("--name", metavar="N", help="a unique name for the container")
     p.add_argument("--network", default="none", metavar="none|host",
-                       help="none (default): an isolated network with only lo; host: the host's network")
-    add_limit_options(run_p)
+               help="none (default): an isolated network with only lo; host: the host's network")
+    add_limit_options(p)
     p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
     p.add_argument("--entrypoint", metavar="CMD", help="replace the image's entrypoint (its Cmd is then not used)")
     p.add_argument("--pull", default="never", choices=("never", "missing", "always"),
-                       help="pull a stored image from its registry: never (default), when missing, or always")
+               help="pull a stored image from its registry: never (default), when missing, or always")
     sec = p.add_argument_group("security (docker's options)")
     sec.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
     sec.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")

@@ -39,6 +39,9 @@ def add_commands(commands: Any) -> None:
     p = commands.add_parser("kill", help="send a signal to containers (default SIGKILL)")
     p.add_argument("-s", "--signal", default="KILL", metavar="SIGNAL", help="a name (TERM, SIGTERM) or a number")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    for verb in ("pause", "unpause"):
+        p = commands.add_parser(verb, help=f"{'freeze' if verb == 'pause' else 'thaw'} every process of containers")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p = commands.add_parser("rm", help="remove stopped containers (-f: running ones too)")
     p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
@@ -167,6 +170,13 @@ def dispatch(args: argparse.Namespace) -> int:
             print(n)
 
         return _each(args.containers, kill)
+    if cmd in ("pause", "unpause"):
+        def freeze(n: str) -> None:
+            c = containers.get(n)
+            c.pause() if cmd == "pause" else c.unpause()
+            print(n)
+
+        return _each(args.containers, freeze)
     if cmd == "rm":
         def rm(n: str) -> None:
             containers.get(n).remove(force=args.force)

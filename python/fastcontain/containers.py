@@ -43,7 +43,7 @@ def _prepare(config: Config, id: str, autoremove: bool) -> Any:
                 fds.add(os.open(paths.stderr_log, flags, 0o600)),
             ]
 
-        state, child, spec = api._launch(config, id, stack, stdio, wait_for_start=True)
+        state, child, spec, cgroup = api._launch(config, id, stack, stdio, wait_for_start=True)
         fds.close_all()
         record = {
             "id": id,
@@ -57,8 +57,9 @@ def _prepare(config: Config, id: str, autoremove: bool) -> Any:
             "exit_code": None,
             "autoremove": autoremove,
             "hostname": spec.get("hostname"),
+            "cgroup_dirs": dict(cgroup.dirs),
         }
-        return _supervisor.Supervised(state, child, record, autoremove=autoremove)
+        return _supervisor.Supervised(state, child, record, autoremove=autoremove, kill_all=cgroup.kill)
 
     return prepare
 
@@ -147,7 +148,7 @@ class Detached:
     def status(self) -> str:
         """created, running, paused or stopped, as of the last reload()."""
         status = str(self._record["status"])
-        if status != "stopped" and not _state.owner_alive(self.paths):
+        if status != "stopped" and not _state.owner_alive(self.paths.dir):
             # the supervisor is gone without writing "stopped" (it was killed): so is the container
             return "stopped"
         return status
@@ -186,11 +187,36 @@ class Detached:
             raise ContainerError(f"container {self.id} is {status}: nothing to kill")
         self._ask({"op": "kill", "signal": int(signal), "all": int(signal) == _signal.SIGKILL})
 
+    def _freeze(self, frozen: bool) -> None:
+        from .oci_runtime import OciCgroup
+
+        with _state.record_locked(self.paths):
+            record = _state.read_record(self.paths)
+            if record is None:
+                raise ContainerError(f"container {self.id} was removed")
+            self._record = record
+            want = "running" if frozen else "paused"
+            if self.status != want:
+                raise ContainerError(f"container {self.id} is {self.status}: "
+                                     f"{'only a running container can be paused' if frozen else 'it is not paused'}")
+            OciCgroup(record.get("cgroup_dirs") or {}).freeze(frozen)
+            record["status"] = "paused" if frozen else "running"
+            _state.write_record(self.paths, record)
+
+    def pause(self) -> None:
+        """Freeze every process of the container (cgroup.freeze, or the v1 freezer)."""
+        self._freeze(True)
+
+    def unpause(self) -> None:
+        self._freeze(False)
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, then SIGKILL after `timeout` seconds; waits for the exit; its status
         (None if the container removed itself, --rm)."""
         if self.reload().status == "stopped":
             return self.exit_code
+        if self.status == "paused":
+            self.unpause()  # a frozen process cannot act on SIGTERM
         try:
             self._ask({"op": "stop", "timeout": timeout})
         except ContainerError:
@@ -220,12 +246,14 @@ class Detached:
             if not force:
                 raise ContainerError(f"container {self.id} is {status}: stop it first or remove it with force")
             try:
+                if status == "paused":
+                    self.unpause()
                 self._ask({"op": "kill", "signal": int(_signal.SIGKILL), "all": True})
                 self._ask({"op": "wait"}, timeout=None)
             except ContainerError:
                 pass
         deadline = time.monotonic() + 10
-        while _state.owner_alive(self.paths):  # the supervisor's last writes after the exit
+        while _state.owner_alive(self.paths.dir):  # the supervisor's last writes after the exit
             if time.monotonic() > deadline:
                 raise ContainerError(f"the supervisor of container {self.id} does not exit")
             time.sleep(0.005)
@@ -261,7 +289,7 @@ class Detached:
                 if data:
                     yield i, data
             while follow:
-                alive = _state.owner_alive(self.paths)
+                alive = _state.owner_alive(self.paths.dir)
                 got = False
                 for i, f in files:
                     data = f.read()

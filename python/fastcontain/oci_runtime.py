@@ -78,7 +78,7 @@ class OciCgroup:
         host = cgroups.Host.detect()
         res = oci.limits(resources)
         files = res.v2_files() if host.layout == "v2" else res.v1_files()
-        wanted = ([] if host.layout == "v2" else sorted({c for c, _f, _v in files}
+        wanted = ([] if host.layout == "v2" else sorted({s.controller for s in files}
                                                          | ({"freezer"} if host.layout == "v1" else set())))
         keys = (["unified"] if host.unified else []) + wanted
         cg = cls({})
@@ -88,8 +88,11 @@ class OciCgroup:
                 if mount is None:
                     raise ContainerError(f"linux.resources: the cgroup v1 controller {key!r} is not mounted")
                 cg._mkdir(mount, path, key)
-            for controller, name, value in files:
-                d = cg.dirs["unified" if host.layout == "v2" else controller]
+            for s in files:
+                d = cg.dirs["unified" if host.layout == "v2" else s.controller]
+                name, value = s.file, s.value
+                if s.fallback and not os.path.exists(os.path.join(d, name)):
+                    name, value = s.fallback
                 target = os.path.join(d, name)
                 if name in ("memory.memsw.limit_in_bytes", "memory.swap.max") and not os.path.exists(target):
                     continue  # no swap accounting on this host: runc skips the swap limit too
@@ -135,16 +138,26 @@ class OciCgroup:
         from . import cgroups
 
         self.close()
-        c = cgroups.Cgroup.__new__(cgroups.Cgroup)
-        c.dirs, c.fd = dict(self.dirs), None
-        c.manager = None  # type: ignore[assignment]
-        c.id = ""
-        if c.procs():
-            c.kill()
+        if self.procs():
+            self.kill_all()
         deadline = time.monotonic() + 5
         for d in reversed(list(self.dirs.values())):
             cgroups._rmdir(d, deadline)
         self.dirs.clear()
+
+    def kill_all(self) -> None:
+        """SIGKILL every process: cgroup.kill where there is one, else in rounds."""
+        unified = self.dirs.get("unified")
+        if unified and os.path.exists(os.path.join(unified, "cgroup.kill")):
+            with open(os.path.join(unified, "cgroup.kill"), "w") as f:
+                f.write("1")
+            return
+        for _ in range(3):
+            for pid in self.procs():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def procs(self) -> list[int]:
         for key in ("unified", "freezer", "pids", "memory"):
@@ -430,7 +443,7 @@ def load(root: str, id: str) -> tuple[_state.Paths, dict[str, Any]]:
 
 def status(p: _state.Paths, record: dict[str, Any]) -> str:
     recorded = record["status"]
-    if recorded == "created" and _state.owner_alive(p) and _alive(record):
+    if recorded == "created" and _state.owner_alive(p.dir) and _alive(record):
         return "created"
     if recorded in ("running", "paused") and _alive(record):
         return "paused" if OciCgroup(record.get("cgroup_dirs") or {}).frozen() else "running"
@@ -459,10 +472,8 @@ def kill(root: str, id: str, sig: int, all: bool = False) -> None:
         raise ContainerError(f"container {id} is not running")
     if all:
         cg = OciCgroup(record.get("cgroup_dirs") or {})
-        unified = cg.dirs.get("unified")
-        if sig == signal.SIGKILL and unified and os.path.exists(os.path.join(unified, "cgroup.kill")):
-            with open(os.path.join(unified, "cgroup.kill"), "w") as f:
-                f.write("1")
+        if sig == signal.SIGKILL:
+            cg.kill_all()
             return
         for pid in cg.procs():
             try:
@@ -494,7 +505,7 @@ def delete(root: str, id: str, force: bool = False) -> None:
             kill(root, id, signal.SIGKILL, all=True)
         except ContainerError:
             pass
-    if st == "created" and _state.owner_alive(p):
+    if st == "created" and _state.owner_alive(p.dir):
         from . import supervisor as _supervisor
 
         try:
@@ -502,7 +513,7 @@ def delete(root: str, id: str, force: bool = False) -> None:
         except ContainerError:
             pass
     deadline = time.monotonic() + 10
-    while _state.owner_alive(p) and time.monotonic() < deadline:
+    while _state.owner_alive(p.dir) and time.monotonic() < deadline:
         time.sleep(0.002)
     cg.remove()
     _state.remove_kept(p, None)

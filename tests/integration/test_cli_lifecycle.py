@@ -111,3 +111,15 @@ def test_logs_tail_and_follow():
         assert ok("logs", "--tail", "2", cid) == "3\n4\n"
     finally:
         fc("rm", "-f", cid)
+
+
+def test_pause_and_unpause():
+    cid = ok("run", "-d", "busybox", "sleep", "60").strip()
+    try:
+        assert ok("pause", cid) == cid + "\n"
+        assert "Paused" in ok("ps")
+        assert fc("pause", cid).returncode == 1
+        assert ok("unpause", cid) == cid + "\n"
+        assert "Up" in ok("ps")
+    finally:
+        fc("rm", "-f", cid)

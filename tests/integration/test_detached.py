@@ -157,3 +157,24 @@ def test_follow_logs_streams_until_the_exit():
         assert c.logs(tail=1) == b"line3\n"
     finally:
         c.remove(force=True)
+
+
+def test_pause_freezes_every_process_and_unpause_thaws():
+    c = containers.run("busybox", ["sh", "-c", "while true; do echo x; sleep 0.02; done"])
+    try:
+        time.sleep(0.2)
+        c.pause()
+        assert c.reload().status == "paused"
+        size = os.path.getsize(c.paths.stdout_log)
+        time.sleep(0.3)
+        assert os.path.getsize(c.paths.stdout_log) == size, "a frozen container writes nothing"
+        with pytest.raises(ContainerError, match="only a running container"):
+            c.pause()
+        c.unpause()
+        assert c.reload().status == "running"
+        time.sleep(0.3)
+        assert os.path.getsize(c.paths.stdout_log) > size
+        c.pause()
+        assert c.stop(timeout=0.2) is not None  # a paused container is thawed to be stopped
+    finally:
+        c.remove(force=True)
