@@ -311,7 +311,10 @@ _RESOURCES = {"devices", "memory", "cpu", "pids", "blockIO", "hugepageLimits", "
 def _resources(value: Any, plan: Plan) -> None:
     res = _obj(value, "linux.resources", _RESOURCES)
     for i, d in enumerate(_list(res.get("devices"), "linux.resources.devices")):
-        _obj(d, f"linux.resources.devices[{i}]", {"allow", "type", "major", "minor", "access"})
+        # carried out by the v1 devices controller (oci_runtime._device_rules); refused on v2
+        d = _obj(d, f"linux.resources.devices[{i}]", {"allow", "type", "major", "minor", "access"})
+        if not set(d.get("access") or "rwm") <= set("rwm"):
+            raise OciError(f"linux.resources.devices[{i}].access", f"{d.get('access')!r}: letters of rwm")
     mem = _obj(res.get("memory"), "linux.resources.memory",
                {"limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller",
                 "useHierarchy", "checkBeforeUpdate"})

@@ -63,6 +63,35 @@ def _alive(record: dict[str, Any]) -> bool:
 # -- cgroups at cgroupsPath ------------------------------------------------------------------
 
 
+# What runc allows whatever the config says: the nodes of the default /dev, and mknod
+# (the nodes themselves still need to be allowed to be opened).
+DEFAULT_DEVICES = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+                   "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm")
+
+
+def _device_rules(rules: list[dict[str, Any]], devices: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """linux.resources.devices, then runc's defaults, as v1 devices.allow /
+    devices.deny lines in order; nothing when the config has no rules."""
+    if not rules:
+        return []
+    out = []
+    for r in rules:
+        kind = r.get("type") or "a"
+        if kind not in ("a", "b", "c"):
+            raise ContainerError(f"linux.resources.devices: type {kind!r} is none of a, b, c")
+        access = r.get("access") or "rwm"
+        if kind == "a":
+            line = "a" if access == "rwm" else f"a *:* {access}"
+        else:
+            major = "*" if r.get("major") in (None, -1) else str(r["major"])
+            minor = "*" if r.get("minor") in (None, -1) else str(r["minor"])
+            line = f"{kind} {major}:{minor} {access}"
+        out.append(("devices.allow" if r.get("allow") else "devices.deny", line))
+    # as runc: the defaults go last; linux.devices nodes need their own allow rules (engines add them)
+    out += [("devices.allow", line) for line in DEFAULT_DEVICES]
+    return out
+
+
 class OciCgroup:
     """The container's cgroup at its cgroupsPath, in each hierarchy it needs. The record
     keeps the directories, so `delete` (another process) removes them."""
@@ -72,14 +101,19 @@ class OciCgroup:
         self.fd: int | None = None
 
     @classmethod
-    def create(cls, path: str, resources: dict[str, Any]) -> OciCgroup:
+    def create(cls, path: str, resources: dict[str, Any], devices: list[dict[str, Any]] = []) -> OciCgroup:
         from . import cgroups, oci
 
         host = cgroups.Host.detect()
         res = oci.limits(resources)
         files = res.v2_files() if host.layout == "v2" else res.v1_files()
+        device_rules = _device_rules(resources.get("devices") or [], devices)
+        if device_rules and host.layout == "v2":
+            raise ContainerError("linux.resources.devices: device rules need an eBPF program on cgroup v2, "
+                                 "which fastcontain-oci does not load yet")
         wanted = ([] if host.layout == "v2" else sorted({s.controller for s in files}
-                                                         | ({"freezer"} if host.layout == "v1" else set())))
+                                                         | ({"freezer"} if host.layout == "v1" else set())
+                                                         | ({"devices"} if device_rules else set())))
         keys = (["unified"] if host.unified else []) + wanted
         cg = cls({})
         try:
@@ -97,6 +131,8 @@ class OciCgroup:
                 if name in ("memory.memsw.limit_in_bytes", "memory.swap.max") and not os.path.exists(target):
                     continue  # no swap accounting on this host: runc skips the swap limit too
                 cgroups._write(target, value)
+            for file, rule in device_rules:
+                cgroups._write(os.path.join(cg.dirs["devices"], file), rule)
             if "unified" in cg.dirs:
                 cg.fd = os.open(cg.dirs["unified"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except BaseException:
@@ -367,7 +403,7 @@ def _prepare(root: str, id: str, plan: _oci.Plan, console_socket: str | None) ->
             spec["stdio"] = [slave, slave, slave]
         _join(plan.joins)
         # no cgroupsPath: a top-level cgroup of its own (nothing is left behind by delete)
-        cg = OciCgroup.create(plan.cgroups_path or f"fastcontain-oci-{id}", plan.resources)
+        cg = OciCgroup.create(plan.cgroups_path or f"fastcontain-oci-{id}", plan.resources, plan.devices)
         stack.callback(cg.remove)  # undone on a failure before start; `delete` removes it later
         spec["cgroup_fd"] = cg.fd
         child = _native.spawn(spec)

@@ -187,3 +187,23 @@ def test_an_unsupported_field_is_named(bundle: Path, root: str) -> None:
     r = oci(root, "create", "--bundle", str(bundle), "u1")
     assert r.returncode == 1
     assert "config.json: linux.uidMappings: user namespaces are not supported yet" in r.stderr
+
+
+def test_device_rules_are_enforced(bundle: Path, root: str) -> None:
+    if not os.path.isdir("/sys/fs/cgroup/devices"):
+        pytest.skip("no v1 devices controller (on cgroup v2 device rules are refused, not ignored)")
+    # a node of linux.devices (/dev/kmsg's numbers); opening it for writing needs no capability,
+    # so only the device cgroup decides; nothing is written to it
+    node = {"path": "/dev/fc-kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666}
+    script = "(: > /dev/fc-kmsg) 2>/dev/null && echo opened || echo denied; echo x > /dev/null && echo null-ok"
+    deny_all = {"allow": False, "access": "rwm"}
+    for rules, expected in (([deny_all], ["denied", "null-ok"]),
+                            ([deny_all, {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "w"}],
+                             ["opened", "null-ok"])):
+        c = write(bundle, ["sh", "-c", script], linux={"devices": [node], "resources": {"devices": rules}})
+        try:
+            r = oci(root, "run", "--bundle", str(bundle), "d1")
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.split() == expected, r.stderr
+        finally:
+            rm_cgroup_parent(c)
