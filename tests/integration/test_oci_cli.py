@@ -207,3 +207,21 @@ def test_device_rules_are_enforced(bundle: Path, root: str) -> None:
             assert r.stdout.split() == expected, r.stderr
         finally:
             rm_cgroup_parent(c)
+
+
+@pytest.mark.parametrize("tool", ["runc", "crun"])
+def test_a_bundle_from_runc_or_crun_spec_runs_unchanged(bundle: Path, root: str, tool: str) -> None:
+    """terminal: true and sh as the command, as `runc spec` writes them: run proxies the
+    terminal to its own stdin and stdout, as runc does without --console-socket."""
+    import shutil
+
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed")
+    subprocess.run([tool, "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["process"]["terminal"] is True and config["process"]["args"] == ["sh"]
+    r = subprocess.run([*OCI, "--root", root, "run", "--bundle", str(bundle), f"spec-{tool}"],
+                       input="echo hello from $(hostname); exit 4\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 4, r.stderr
+    assert f"hello from {config['hostname']}" in r.stdout.replace("\r", "")
+    assert f"spec-{tool}" not in ok(root, "list", "-q").split()
