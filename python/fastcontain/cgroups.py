@@ -466,6 +466,14 @@ class Cgroup:
         self.dirs: dict[str, str] = {}  # "unified" or a v1 controller -> directory
         self.fd: int | None = None  # the unified directory, for CLONE_INTO_CGROUP
 
+    @classmethod
+    def of(cls, cid: str, dirs: Mapping[str, str]) -> Cgroup:
+        """A view of an existing container's cgroup from its recorded directories (another
+        process made it: a detached container's supervisor), to read stats or OOM kills."""
+        cg = cls(manager(), cid)
+        cg.dirs = dict(dirs)
+        return cg
+
     @property
     def path(self) -> str | None:
         """The unified directory, else the first v1 one (for messages and tests)."""

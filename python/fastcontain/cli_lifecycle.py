@@ -47,6 +47,13 @@ def add_commands(commands: Any) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p = commands.add_parser("wait", help="wait for containers to stop; print their exit statuses")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p = commands.add_parser("stats", help="resource usage of running containers, read from their cgroups",
+                            description="CPU time, memory (current and peak), pids and OOM kills of running "
+                            "containers (all of them when none is named). Refreshed every second until "
+                            "interrupted; --no-stream prints once.")
+    p.add_argument("--no-stream", action="store_true", help="print one table and exit")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="a table (default) or JSON")
+    p.add_argument("containers", nargs="*", metavar="CONTAINER")
     p = commands.add_parser("logs", help="a container's output (stdout to stdout, stderr to stderr)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the container stops")
     p.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines of each stream")
@@ -191,6 +198,8 @@ def dispatch(args: argparse.Namespace) -> int:
             print(exit_status(code), flush=True)
 
         return _each(args.containers, wait)
+    if cmd == "stats":
+        return _stats(args)
     if cmd == "logs":
         try:
             c = containers.get(args.container)
@@ -203,3 +212,58 @@ def dispatch(args: argparse.Namespace) -> int:
             return 1
         return 0
     raise AssertionError(cmd)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "--"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    """docker stats: one row per running container, from its cgroup (no sampling delay)."""
+    from . import containers
+
+    while True:
+        status = 0
+        if args.containers:
+            found = []
+            for n in args.containers:
+                try:
+                    found.append(containers.get(n))
+                except (FastcontainError, OSError) as e:
+                    print(f"fastcontain: {e}", file=sys.stderr)
+                    status = 1
+        else:
+            found = [c for c in containers.list() if c.status in ("running", "paused")]
+        rows: list[dict[str, Any]] = []
+        for c in found:
+            try:
+                rows.append({"id": c.id, "name": c.name, **c.stats()})
+            except (FastcontainError, OSError) as e:
+                print(f"fastcontain: {e}", file=sys.stderr)
+                status = 1
+        if args.format == "json":
+            print(json.dumps(rows, sort_keys=True), flush=True)
+        else:
+            table = [("CONTAINER ID", "NAME", "CPU TIME", "MEM USAGE", "MEM PEAK", "PIDS", "OOM KILLS")]
+            for r in rows:
+                cpu = "--" if r["cpu_usage_us"] is None else f"{r['cpu_usage_us'] / 1e6:.2f}s"
+                table.append((r["id"][:12], r["name"] or "", cpu, _size(r["memory_current"]),
+                              _size(r["memory_peak"]), "--" if r["pids_current"] is None else str(r["pids_current"]),
+                              "--" if r["oom_kills"] is None else str(r["oom_kills"])))
+            widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
+            if not args.no_stream:
+                print("\x1b[H\x1b[J", end="")  # redraw in place, as docker stats does
+            for t in table:
+                print("   ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip(), flush=True)
+        if args.no_stream:
+            return status
+        try:
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            return status

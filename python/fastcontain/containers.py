@@ -58,8 +58,12 @@ def _prepare(config: Config, id: str, autoremove: bool) -> Any:
             "autoremove": autoremove,
             "hostname": spec.get("hostname"),
             "cgroup_dirs": dict(cgroup.dirs),
+            "oom_killed": None,
         }
-        return _supervisor.Supervised(state, child, record, autoremove=autoremove, kill_all=cgroup.kill)
+        sup = _supervisor.Supervised(state, child, record, autoremove=autoremove, kill_all=cgroup.kill)
+        # At exit, before teardown removes the cgroup: did the OOM killer strike? (inspect shows it)
+        sup.on_stopped.append(lambda: _state.update_record(state.paths, oom_killed=bool(cgroup.oom_kills())))
+        return sup
 
     return prepare
 
@@ -169,6 +173,16 @@ class Detached:
         self.reload()
         return dict(self._record, status=self.status, state_dir=self.paths.dir,
                     log_paths={"stdout": self.paths.stdout_log, "stderr": self.paths.stderr_log})
+
+    def stats(self) -> dict[str, int | None]:
+        """Read at once from the container's cgroup (as Container.stats): cpu_usage_us,
+        memory_current, memory_peak, pids_current, oom_kills, io_read_bytes, io_write_bytes."""
+        from .cgroups import Cgroup
+
+        status = self.reload().status
+        if status not in ("created", "running", "paused"):
+            raise ContainerError(f"container {self.id} is {status}: its cgroup is gone, so are its stats")
+        return Cgroup.of(self.id, self._record.get("cgroup_dirs") or {}).stats()
 
     def _ask(self, message: dict[str, Any], timeout: float | None = 30.0) -> dict[str, Any]:
         return _supervisor.request(self.paths, message, timeout)

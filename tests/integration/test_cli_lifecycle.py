@@ -123,3 +123,35 @@ def test_pause_and_unpause():
         assert "Up" in ok("ps")
     finally:
         fc("rm", "-f", cid)
+
+
+def test_stats_reads_a_running_containers_cgroup_and_inspect_reports_an_oom_kill():
+    ok("run", "-d", "--name", "fc-cli-stats", "--memory", "32m", "--pids-limit", "32", "busybox",
+       "sh", "-c", "sleep 60 & sleep 60 & exec sleep 60")
+    hog = None
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the payload forks its two sleeps after exec: look until they are there
+            rows = json.loads(ok("stats", "--no-stream", "--format", "json", "fc-cli-stats"))
+            if rows[0]["pids_current"] == 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(rows) == 1 and rows[0]["name"] == "fc-cli-stats"
+        row = rows[0]
+        assert row["pids_current"] == 3  # sh's exec'd sleep and its two children
+        assert row["memory_current"] > 0 and row["memory_peak"] >= row["memory_current"]
+        assert row["cpu_usage_us"] is not None and row["oom_kills"] == 0
+        table = ok("stats", "--no-stream")  # every running container, as a table
+        assert "CONTAINER ID" in table and "fc-cli-stats" in table
+
+        hog = ok("run", "-d", "--name", "fc-cli-hog", "--memory", "32m", "busybox",
+                 "sh", "-c", "exec tail /dev/zero").strip()
+        assert ok("wait", "fc-cli-hog") == "137\n"
+        info = json.loads(ok("inspect", "fc-cli-hog"))[0]
+        assert info["oom_killed"] is True
+        r = fc("stats", "--no-stream", "fc-cli-hog")  # stopped: its cgroup is gone
+        assert r.returncode == 1 and "stopped" in r.stderr
+    finally:
+        fc("rm", "-f", "fc-cli-stats")
+        if hog is not None:
+            fc("rm", "-f", "fc-cli-hog")
