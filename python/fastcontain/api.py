@@ -117,7 +117,14 @@ def _launch(
         cgroup = _cgroups.manager().create(paths.id, config.resources, owner=paths.dir)
         _own_cgroup(stack, cgroup, defer_teardown)
     spec["cgroup_fd"] = cgroup.fd
-    spec["wait_for_start"] = wait_for_start or cgroup.needs_attach
+    # v1 controllers (hybrid, v1 hosts): a child that runs straight to execve joins them
+    # itself through their cgroup.procs opened here, so it needs no stop (and can share
+    # our memory: the vfork-style spawn); a created Container's pid is written while it waits.
+    procs = _open_procs(stack, cgroup) if cgroup.needs_attach and not wait_for_start else []
+    self_attach = bool(procs)
+    if self_attach:
+        spec["cgroup_procs_fds"] = procs
+    spec["wait_for_start"] = wait_for_start or (cgroup.needs_attach and not self_attach)
     _image.record_use(image, paths.dir)  # garbage collection keeps its layers while it lives
     spec["stdio"] = list(stdio(paths))
     if netns_fd is not None and "net" in config.namespaces and config.network == "none":
@@ -128,12 +135,28 @@ def _launch(
     if phases is not None:
         mark("spawn")
         phases.native(child.timings, "spawn")
-    if cgroup.needs_attach:  # v1 controllers: placed before exec, while it waits
+    if cgroup.needs_attach and not self_attach:  # v1 controllers: placed before exec, while it waits
         cgroup.attach(child.pid)
         if not wait_for_start:
             child.start()
         mark("cgroup_attach")
     return state, child, spec, cgroup
+
+
+def _open_procs(stack: ExitStack, cgroup: _cgroups.Cgroup) -> list[int]:
+    """The v1 controllers' cgroup.procs of `cgroup`, open for writing (closed with `stack`)."""
+    fds = []
+    for key, d in cgroup.dirs.items():
+        if key != "unified":
+            try:
+                fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise _cgroups.CgroupError(
+                    "opening the container's cgroup.procs failed", path=os.path.join(d, "cgroup.procs"), errno=e.errno or 0
+                ) from None
+            stack.callback(os.close, fd)
+            fds.append(fd)
+    return fds
 
 
 def _own_state(stack: ExitStack, state: _state.ContainerState, defer: bool) -> None:

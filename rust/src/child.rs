@@ -107,6 +107,11 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
         step!(fds, Step::CloseFds, 0, sys::close_all_but(&[fds.err_w, sync_r, i, o, e]));
         step!(fds, Step::WaitStart, 0, wait_for_start(fds.err_w, sync_r));
     }
+    // v1 controllers joined by ourselves (the parent opened their cgroup.procs), so a
+    // spawn straight to execve needs no stop for the parent to write our pid.
+    for (i, fd) in plan.cgroup_procs_fds.iter().enumerate() {
+        step!(fds, Step::CgroupAttach, i, sys::write_all(*fd, b"0"));
+    }
     if plan.late_cgroupns {
         step!(fds, Step::UnshareCgroupns, 0, sys::unshare(libc::CLONE_NEWCGROUP));
     }

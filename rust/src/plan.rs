@@ -107,6 +107,8 @@ pub struct Plan {
     pub cgroup_fd: Option<i32>,
     /// Joined first (setns) when the network namespace was made ahead.
     pub netns_fd: Option<i32>,
+    /// v1 cgroup.procs files the child joins by writing "0", before late_cgroupns.
+    pub cgroup_procs_fds: Vec<i32>,
     pub wait_for_start: bool,
     pub rootfs: CString,
     /// The mount that makes the rootfs directory the container's root.
@@ -663,7 +665,13 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     let mut env_ptrs: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
 
-    let late_cgroupns = spec.wait_for_start && ns_flags & libc::CLONE_NEWCGROUP as u64 != 0;
+    if let Some(fd) = spec.cgroup_procs_fds.iter().find(|fd| **fd < 0) {
+        return Err(SpecError::new("cgroup_procs_fds", fd.to_string(), "must be open descriptors"));
+    }
+    // Joined after the clone (by the parent while the child waits, or by the child
+    // itself), a cgroup namespace must come after: its root is the cgroup at unshare time.
+    let late_cgroupns = (spec.wait_for_start || !spec.cgroup_procs_fds.is_empty())
+        && ns_flags & libc::CLONE_NEWCGROUP as u64 != 0;
     let mut clone_flags = ns_flags | sys::CLONE_PIDFD;
     if late_cgroupns {
         clone_flags &= !(libc::CLONE_NEWCGROUP as u64);
@@ -726,6 +734,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         clone_flags,
         cgroup_fd: spec.cgroup_fd,
         netns_fd,
+        cgroup_procs_fds: spec.cgroup_procs_fds.clone(),
         wait_for_start: spec.wait_for_start,
         rootfs: cstring("rootfs", &rootfs)?,
         rootfs_mount,
@@ -994,6 +1003,17 @@ mod tests {
         assert_eq!(build(&s).err().unwrap().reason, "uid 0 inside must be mapped");
         s.userns.as_mut().unwrap().uid_map = vec![(0, 100000, 10), (5, 300000, 10)];
         assert_eq!(build(&s).err().unwrap().field, "userns.uid_map[1]");
+    }
+
+    #[test]
+    fn joining_v1_cgroups_in_the_child_makes_the_cgroup_namespace_late() {
+        let mut s = spec();
+        s.cgroup_procs_fds = vec![5, 6];
+        let (plan, _) = build(&s).unwrap();
+        assert!(plan.late_cgroupns && plan.clone_flags & libc::CLONE_NEWCGROUP as u64 == 0);
+        assert_eq!(plan.cgroup_procs_fds, [5, 6]);
+        s.cgroup_procs_fds = vec![-1];
+        assert_eq!(build(&s).err().unwrap().field, "cgroup_procs_fds");
     }
 
     #[test]

@@ -146,6 +146,7 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         cpus: take(&mut f, "cpus", "a list of ints", || None)?,
         cgroup_fd: take(&mut f, "cgroup_fd", "an int", || None)?,
         netns_fd: take(&mut f, "netns_fd", "an int", || None)?,
+        cgroup_procs_fds: take(&mut f, "cgroup_procs_fds", "a list of ints", Vec::new)?,
         wait_for_start: take(&mut f, "wait_for_start", "a bool", || false)?,
         capabilities: take(&mut f, "capabilities", "a list of capability names", || None)?,
         no_new_privileges: take(&mut f, "no_new_privileges", "a bool", || false)?,
