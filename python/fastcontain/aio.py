@@ -137,7 +137,7 @@ async def arun(
     timeout: float | None = None,
     check: bool = False,
     **config_fields: Any,
-) -> subprocess.CompletedProcess[Any]:
+) -> _api.CompletedProcess:
     """fastcontain.run for asyncio: the same arguments and results; cancelling the task
     kills the container and tears it down."""
     config = _api._config(image, command, config_fields)

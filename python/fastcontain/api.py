@@ -328,7 +328,7 @@ def _run(
     state: _state.ContainerState | None = None,
     cgroup: _cgroups.Cgroup | None = None,
     netns_fd: int | None = None,
-) -> subprocess.CompletedProcess[Any]:
+) -> CompletedProcess:
     """run() of a validated config; `state`, `cgroup`, `netns_fd`: made ahead (Pool), owned from here."""
     with ExitStack() as owned:
         _adopt(owned, state, cgroup, netns_fd, defer=True)
@@ -355,7 +355,7 @@ def _run_owned(
     state: _state.ContainerState | None,
     cgroup: _cgroups.Cgroup | None,
     netns_fd: int | None,
-) -> subprocess.CompletedProcess[Any]:
+) -> CompletedProcess:
     if input is not None:
         if stdin is not None:
             raise ValueError("stdin and input arguments may not both be used.")
