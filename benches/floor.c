@@ -7,7 +7,10 @@
  *   clone3(CLONE_NEWNS|NEWPID|NEWUTS|NEWIPC|NEWNET|NEWCGROUP|PIDFD[|INTO_CGROUP])
  *   child: / rprivate, overlay (lower = the image, volatile upper) on rootfs, /proc,
  *          /sys ro, /dev tmpfs with 6 nodes and 5 links, devpts, /dev/shm, mqueue,
- *          pivot_root(".", "."), umount2(".", MNT_DETACH), sethostname, lo up, execve
+ *          [the masked paths (empty ro tmpfs, /dev/null) and read-only binds of the security
+ *          defaults], pivot_root(".", "."), umount2(".", MNT_DETACH), sethostname, lo up,
+ *          [the bounding set dropped to the kept capabilities, capset, no_new_privs], execve
+ *          (not done: the seccomp filter)
  *   parent: waitid on the pidfd, close, rmdir the cgroups, remove the state dir
  *
  * Built by benches/conftest.py with `cc -O2`. Two modes:
@@ -16,14 +19,18 @@
  *                                 on /dev/null; the answer is one line:
  *                                 "<exit status> <ns per step>..." (see STEPS), or "err <msg>"
  * Options: --lower DIR (the image), --root DIR (state dirs), --cgroup-v2 DIR (a parent in
- * the cgroup2 hierarchy), --cgroup-v1 DIR (a parent v1 cgroup, repeatable: memory, pids).
+ * the cgroup2 hierarchy), --cgroup-v1 DIR (a parent v1 cgroup, repeatable: memory, pids),
+ * --mask PATH and --ro PATH (repeatable: absolute container paths), --caps HEX (kept set).
  *
  * Step times come from the child through a MAP_SHARED page: clock_gettime is vDSO.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/mount.h>
 #include <linux/sched.h>
+#include <sys/prctl.h>
 #include <net/if.h>
 #include <signal.h>
 #include <stdint.h>
@@ -55,6 +62,10 @@ static const char *STEPS[T_N] = {"start", "state", "cgroup", "clone", "mounts", 
 static const char *lower = NULL, *root = NULL, *cg2 = NULL;
 static const char *cg1[8];
 static int ncg1 = 0;
+static const char *masks[64], *ros[64];
+static int nmasks = 0, nros = 0;
+static unsigned long long caps_keep = ~0ull; /* --caps HEX: the bounding/permitted/effective set */
+static int caps_given = 0;
 static volatile uint64_t *shared; /* child's timestamps */
 
 static uint64_t now(void) {
@@ -124,6 +135,24 @@ static void child(const char *dir, int errfd, int *v1procs, char **argv, int qui
     CHK(mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=1777,size=65536k"), "shm");
     CHK(mkdir("dev/mqueue", 0755), "mkdir mqueue");
     CHK(mount("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL), "mqueue");
+    /* the security defaults' masked and read-only paths, as fastcontain mounts them */
+    for (int i = 0; i < nmasks; i++) {
+        const char *m = masks[i] + 1; /* relative to the rootfs */
+        if (mount("tmpfs", m, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0") < 0) {
+            if (errno == ENOTDIR) {
+                if (mount("/dev/null", m, NULL, MS_BIND, NULL) < 0 && errno != ENOENT) die_child(errfd, "mask");
+            } else if (errno != ENOENT) die_child(errfd, "mask");
+        }
+    }
+    for (int i = 0; i < nros; i++) {
+        const char *r = ros[i] + 1;
+        if (mount(r, r, NULL, MS_BIND | MS_REC, NULL) < 0) {
+            if (errno != ENOENT) die_child(errfd, "readonly bind");
+            continue;
+        }
+        struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+        CHK(syscall(SYS_mount_setattr, AT_FDCWD, r, AT_RECURSIVE, &attr, sizeof attr), "mount_setattr");
+    }
     shared[T_MOUNTS] = now();
     CHK(syscall(SYS_pivot_root, ".", "."), "pivot_root");
     CHK(umount2(".", MNT_DETACH), "detach old root");
@@ -132,6 +161,16 @@ static void child(const char *dir, int errfd, int *v1procs, char **argv, int qui
     CHK(sethostname("floor", 5), "sethostname");
     lo_up(errfd);
     shared[T_NET] = now();
+    if (caps_given) { /* drop the bounding set to the kept capabilities, then capset */
+        for (int cap = 0; cap <= 63; cap++)
+            if (!(caps_keep >> cap & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+                die_child(errfd, "PR_CAPBSET_DROP");
+        struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct d[2] = {{(unsigned)caps_keep, (unsigned)caps_keep, 0},
+                                             {(unsigned)(caps_keep >> 32), (unsigned)(caps_keep >> 32), 0}};
+        CHK(syscall(SYS_capset, &h, d), "capset");
+        CHK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs");
+    }
     umask(022);
     if (quiet) {
         int null = open("/dev/null", O_RDWR);
@@ -251,6 +290,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--root") && i + 1 < argc) root = argv[++i];
         else if (!strcmp(argv[i], "--cgroup-v2") && i + 1 < argc) cg2 = argv[++i];
         else if (!strcmp(argv[i], "--cgroup-v1") && i + 1 < argc && ncg1 < 8) cg1[ncg1++] = argv[++i];
+        else if (!strcmp(argv[i], "--mask") && i + 1 < argc && nmasks < 64) masks[nmasks++] = argv[++i];
+        else if (!strcmp(argv[i], "--ro") && i + 1 < argc && nros < 64) ros[nros++] = argv[++i];
+        else if (!strcmp(argv[i], "--caps") && i + 1 < argc) { caps_keep = strtoull(argv[++i], NULL, 16); caps_given = 1; }
         else if (!strcmp(argv[i], "--serve")) { serve = 1; i++; break; }
         else if (!strcmp(argv[i], "--once")) { i++; break; }
         else { fprintf(stderr, "floor: bad argument %s\n", argv[i]); return 2; }

@@ -74,6 +74,25 @@ def fastcontain_cgroups() -> list[str]:
     return [p for p in points if p]
 
 
+def security_args() -> list[str]:
+    """fastcontain's default security work, for the floor to do the same: its masked and
+    read-only paths and its kept capabilities (the seccomp filter is not reproduced)."""
+    try:
+        from fastcontain import security
+    except ImportError:
+        return []
+    args: list[str] = []
+    for p in getattr(security, "MASKED_PATHS", ()):
+        args += ["--mask", p]
+    for p in getattr(security, "READONLY_PATHS", ()):
+        args += ["--ro", p]
+    if hasattr(security, "capabilities"):
+        keep = set(security.capabilities())
+        mask = sum(1 << i for i, c in enumerate(security.ALL_CAPS) if c in keep)
+        args += ["--caps", f"{mask:x}"]
+    return args
+
+
 class Floor:
     """Floor servers (one per concurrent caller) sharing one image, state root and cgroup parents."""
 
@@ -94,7 +113,7 @@ class Floor:
 
     def argv(self) -> list[str]:
         flags = [x for pair in self.parents for x in pair]
-        return [str(self.binary), "--lower", str(self.lower), "--root", str(self.state), *flags]
+        return [str(self.binary), "--lower", str(self.lower), "--root", str(self.state), *flags, *security_args()]
 
     def _start(self) -> subprocess.Popen[str]:
         s = subprocess.Popen([*self.argv(), "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
