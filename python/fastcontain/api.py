@@ -120,14 +120,15 @@ def _launch(
     # v1 controllers (hybrid, v1 hosts): a child that runs straight to execve joins them
     # itself through their cgroup.procs opened here, so it needs no stop (and can share
     # our memory: the vfork-style spawn); a created Container's pid is written while it waits.
-    procs = _open_procs(stack, cgroup) if cgroup.needs_attach and not wait_for_start else []
+    # (not from a user namespace: its root may not move itself between host cgroups)
+    procs = _open_procs(stack, cgroup) if cgroup.needs_attach and not wait_for_start and config.userns is None else []
     self_attach = bool(procs)
     if self_attach:
         spec["cgroup_procs_fds"] = procs
     spec["wait_for_start"] = wait_for_start or (cgroup.needs_attach and not self_attach)
     _image.record_use(image, paths.dir)  # garbage collection keeps its layers while it lives
     spec["stdio"] = list(stdio(paths))
-    if netns_fd is not None and "net" in config.namespaces and config.network == "none":
+    if netns_fd is not None and "net" in config.namespaces and config.network == "none" and config.userns is None:
         spec["netns_fd"] = netns_fd  # made ahead with lo up: the child joins it
     mark("cgroup")
     child = _native.spawn(spec)

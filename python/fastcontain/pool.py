@@ -77,7 +77,7 @@ class Slot:
         if cgroup is not None and config.resources != base.resources:
             cgroup.remove()
             cgroup = None
-        if netns is not None and not (config.network == "none" and "net" in config.namespaces):
+        if netns is not None and not (config.network == "none" and "net" in config.namespaces and config.userns is None):
             os.close(netns)
             netns = None
         return cgroup, netns
@@ -103,7 +103,10 @@ class Pool:
         self.misses = 0
         # network="none": the namespace (lo up) is made ahead too; bridged networks are not
         # on main yet, so for any other network the spawn makes what it needs
-        self._netns_ahead = "net" in self.config.namespaces and self.config.network == "none"
+        # (not with a user namespace: a namespace owned by the host's may not be joined from it)
+        self._netns_ahead = (
+            "net" in self.config.namespaces and self.config.network == "none" and self.config.userns is None
+        )
         self.netns_error: str | None = None
         self._ready: collections.deque[Slot] = collections.deque()
         self._cond = threading.Condition()
