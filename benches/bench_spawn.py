@@ -1,6 +1,6 @@
 """One container running /bin/true from the busybox rootfs, with mount, pid, uts, ipc,
-net and cgroup namespaces, through each runner of benches/conftest.py: fastcontain,
-crun, bubblewrap, and subprocess without namespaces (the floor)."""
+net and cgroup namespaces, through each runner of benches/conftest.py: the floor
+program, fastcontain, crun, runc, bubblewrap, and subprocess without namespaces."""
 
 
 def test_spawn_true(benchmark, runner):

@@ -1,10 +1,13 @@
 """Runners for the benches: the same busybox root filesystem and the same command
-through fastcontain, crun, bubblewrap, and a plain subprocess (the floor).
+through the floor program (benches/floor.c: the same kernel work and nothing else),
+fastcontain, crun, runc, bubblewrap, and a plain subprocess without namespaces.
 
 Each runner checks every run it times (exit status 0) and, once, that it really is
 isolated (the probe), recording both in benchmark.extra_info. Runners whose binary is
-missing are skipped with the reason. The session ends with each runner's median and
-its ratio to fastcontain's. `pytest benches --benchmark-disable` runs each one once:
+missing are skipped with the reason. The session ends with each runner's median as a
+ratio to the floor's and to fastcontain's, the per-step breakdown of the floor and of
+fastcontain, and (with --benchmark-json) a picture of each runner's latency
+distribution beside the JSON. `pytest benches --benchmark-disable` runs each one once:
 the benches double as tests, each inside the same leak check as the privileged tests.
 """
 
@@ -26,19 +29,18 @@ import pytest
 
 # The leak check and session folders are shared with tests/ (tests/harness.py).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import floor as _floor  # noqa: E402
 import harness  # noqa: E402
+import report  # noqa: E402
 from harness import pytest_configure, pytest_unconfigure  # noqa: E402, F401 (hooks: the session's folders)
 
 # What the probe prints: its pid, then the ids of its pid and net namespaces.
 PROBE = "echo $$; readlink /proc/self/ns/pid; readlink /proc/self/ns/net"
 # mount, pid, uts, ipc, net and cgroup: fastcontain's default set, in OCI's names
 OCI_NAMESPACES = ("mount", "pid", "uts", "ipc", "network", "cgroup")
-RUNNERS = ("fastcontain", "subprocess", "crun", "bwrap")
+RUNNERS = ("floor", "fastcontain", "fastcontain-pool", "crun", "runc", "bwrap", "subprocess")
 CLONE_NEWNS = 0x00020000
 HYBRID_V2 = "/sys/fs/cgroup/unified"
-
-_results: dict[str, dict[str, object]] = {}
-
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
     # The benches are named bench_*.py; pyproject's pytest settings look for test_*.py.
@@ -58,6 +60,10 @@ class Runner:
     probe: Callable[[], str]  # PROBE's output
     isolated: bool  # whether it is meant to have its own namespaces
     notes: dict[str, object] = field(default_factory=dict)
+    # per-step nanoseconds of the runs so far, for runners that can tell (floor, fastcontain)
+    steps: list[dict[str, int]] = field(default_factory=list)
+    # run at the end of the bench, inside its leak check (a pool's ready slots go)
+    finish: Callable[[], None] | None = None
 
     def check(self) -> dict[str, object]:
         """Run the probe once; assert the isolation is what the runner claims."""
@@ -120,17 +126,45 @@ def rootfs(workdir: Path) -> Path:
 def fastcontain_runner(rootfs: Path) -> Runner:
     import fastcontain
 
+    from fastcontain import profile
+
     image = str(rootfs)
+    steps: list[dict[str, int]] = []
 
     def run() -> None:
-        r = fastcontain.run(image, ["/bin/true"])
+        with profile.record() as rec:
+            r = fastcontain.run(image, ["/bin/true"])
         assert r.returncode == 0, r
+        steps.extend(rec)
 
     def probe() -> str:
         r = fastcontain.run(image, ["sh", "-c", PROBE], capture_output=True, text=True, check=True)
         return r.stdout
 
-    return Runner("fastcontain", run, probe, isolated=True, notes={"how": "fastcontain.run in-process"})
+    return Runner("fastcontain", run, probe, isolated=True, notes={"how": "fastcontain.run in-process"}, steps=steps)
+
+
+def pool_runner(rootfs: Path) -> Runner:
+    import fastcontain
+    from fastcontain import profile
+
+    pool = fastcontain.Pool(str(rootfs), size=16)
+    pool.wait_ready(30)
+    steps: list[dict[str, int]] = []
+
+    def run() -> None:
+        with profile.record() as rec:
+            r = pool.run(["/bin/true"])
+        assert r.returncode == 0, r
+        steps.extend(rec)
+
+    def probe() -> str:
+        return pool.run(["sh", "-c", PROBE], capture_output=True, text=True, check=True).stdout
+
+    return Runner(
+        "fastcontain-pool", run, probe, isolated=True, steps=steps, finish=pool.close,
+        notes={"how": "fastcontain.Pool(size=16).run: state dir and writable layer made ahead"},
+    )
 
 
 def subprocess_runner(rootfs: Path) -> Runner:
@@ -242,12 +276,76 @@ def bwrap_runner(rootfs: Path) -> Runner:
     )
 
 
+@pytest.fixture(scope="session")
+def floor_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
+    binary = _floor.build(workdir)
+    hierarchies = _floor.fastcontain_cgroups()
+    floor = _floor.Floor(binary, rootfs, workdir / "floor-state", hierarchies)
+    steps: list[dict[str, int]] = []
+
+    def run() -> None:
+        steps.append(floor.run())
+
+    try:
+        yield Runner(
+            "floor", run, lambda: floor.once(["sh", "-c", PROBE]), isolated=True, steps=steps,
+            notes={"how": "benches/floor.c: clone3, overlay, /proc, /sys, /dev, pivot_root, lo, execve, "
+                   "wait, teardown", "cgroups": hierarchies or "none (as fastcontain)"},
+        )
+    finally:
+        floor.close()
+
+
+def runc_bundle(runc: str, bundle: Path, rootfs: Path, args: list[str]) -> Path:
+    """runc's default config, as crun's: runc cannot run without a cgroup manager, so
+    it keeps its per-container cgroups (named after the container, removed by runc)."""
+    bundle.mkdir()
+    checked([runc, "spec"], cwd=bundle)
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"] = {"path": str(rootfs), "readonly": True}
+    config["process"]["terminal"] = False
+    config["process"]["args"] = args
+    config["linux"]["namespaces"] = [{"type": t} for t in OCI_NAMESPACES]
+    config["linux"].pop("resources", None)
+    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+    (bundle / "config.json").write_text(json.dumps(config, indent=1))
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def runc_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
+    runc = shutil.which("runc")
+    if runc is None:
+        pytest.skip("runc is not installed (apt-get install runc)")
+    state = workdir / "runc-state"
+    state.mkdir()
+    true_bundle = runc_bundle(runc, workdir / "runc-true", rootfs, ["/bin/true"])
+    probe_bundle = runc_bundle(runc, workdir / "runc-probe", rootfs, ["sh", "-c", PROBE])
+    ids = count()
+
+    def argv(bundle: Path) -> list[str]:
+        return [runc, "--root", str(state), "run", "--bundle", str(bundle), f"fc-bench-runc-{os.getpid()}-{next(ids)}"]
+
+    def run() -> None:
+        r = subprocess.run(argv(true_bundle), stderr=subprocess.PIPE, text=True)
+        assert r.returncode == 0, f"runc exited {r.returncode}: {r.stderr.strip()}"
+
+    yield Runner(
+        "runc", run, lambda: checked(argv(probe_bundle)), isolated=True,
+        notes={"how": "runc run (accepts the hybrid layout; keeps its own per-container cgroups)"},
+    )
+    assert os.listdir(state) == [], f"runc left container state: {os.listdir(state)}"
+
+
 @pytest.fixture(params=RUNNERS)
 def runner(request: pytest.FixtureRequest, rootfs: Path) -> Runner:
     name = request.param
-    if name == "crun":
-        return request.getfixturevalue("crun_setup")
-    return {"fastcontain": fastcontain_runner, "subprocess": subprocess_runner, "bwrap": bwrap_runner}[name](rootfs)
+    if name in ("crun", "runc", "floor"):
+        return request.getfixturevalue(f"{name}_setup")
+    return {
+        "fastcontain": fastcontain_runner, "fastcontain-pool": pool_runner,
+        "subprocess": subprocess_runner, "bwrap": bwrap_runner,
+    }[name](rootfs)
 
 
 @pytest.fixture(autouse=True)
@@ -259,27 +357,12 @@ def _leak_check_and_record(request: pytest.FixtureRequest) -> Iterator[None]:
     harness.warm_up()
     with harness.leak_checked(harness.session().root):
         yield
+        if runner is not None and runner.finish is not None:
+            runner.finish()
     if runner is not None and bench is not None and bench.extra_info.get("correct"):
-        entry = dict(bench.extra_info)
-        if bench.stats:
-            entry["median"] = bench.stats.stats.median
-            entry["rounds"] = bench.stats.stats.rounds
-        _results[runner.name] = entry
+        report.record(bench, runner.name, runner.steps)
+        runner.steps.clear()
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _results:
-        return
-    tr = terminalreporter
-    tr.section("spawn: one /bin/true per run, same rootfs")
-    base = _results.get("fastcontain", {}).get("median")
-    for name in RUNNERS:
-        entry = _results.get(name)
-        if entry is None:
-            continue
-        median = entry.get("median")
-        if median is None:
-            tr.write_line(f"{name:12} ran once (benchmarks disabled), correct={entry.get('correct')}")
-            continue
-        ratio = f"{median / base:6.2f}x fastcontain" if isinstance(base, float) else ""
-        tr.write_line(f"{name:12} median {median * 1e3:8.3f} ms  {ratio}  ({entry.get('rounds')} rounds, correct={entry.get('correct')})")
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    report.summary(terminalreporter, config, RUNNERS)

@@ -117,12 +117,22 @@ def warm_up() -> None:
         pass
 
 
+def flush_teardowns() -> None:
+    """Wait for what fastcontain tears down in the background (run()'s state dirs)."""
+    import sys
+
+    teardown = sys.modules.get("fastcontain.teardown")
+    if teardown is not None:
+        teardown.flush()
+
+
 @contextlib.contextmanager
 def leak_checked(root: str) -> Iterator[None]:
     """Fail (naming each object) if the body left a mount, a state folder, a child
     process, a descriptor, a link, a netns or a cgroup behind; then clean it up."""
     before = leakcheck.take(root)
     yield
+    flush_teardowns()
     found = leakcheck.new(before, leakcheck.take(root))
     lines = leakcheck.describe(root, found)
     if lines:

@@ -13,7 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from . import profile, teardown
+    from .aio import AsyncContainer, arun
     from .api import CompletedProcess, Container, create, run
+    from .pool import Pool
     from .config import Config, Mount
     from .errors import (
         CalledProcessError,
@@ -32,10 +35,12 @@ if TYPE_CHECKING:
 # needs none of this; importing the API and importlib.metadata costs ~65 ms.
 _LAZY = {
     "run": "api", "create": "api", "Container": "api", "CompletedProcess": "api", "Config": "config",
-    "Mount": "config",
+    "Mount": "config", "arun": "aio", "AsyncContainer": "aio", "Pool": "pool",
     **{name: "errors" for name in ("FastcontainError", "ConfigError", "ImageError", "SpawnError", "CgroupError",
                                    "ContainerError", "TimeoutExpired", "CalledProcessError")},
 }
+
+_SUBMODULES = ("teardown", "profile")
 
 
 def __getattr__(name: str) -> Any:
@@ -48,6 +53,10 @@ def __getattr__(name: str) -> Any:
             version = "0+unknown"
         globals()["__version__"] = version
         return version
+    if name in _SUBMODULES:
+        from importlib import import_module
+
+        return import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fastcontain' has no attribute {name!r}")
@@ -60,8 +69,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "run",
+    "arun",
+    "AsyncContainer",
     "create",
     "Container",
+    "Pool",
+    "teardown",
     "CompletedProcess",
     "Config",
     "Mount",

@@ -24,6 +24,11 @@ fastcontain.spec from validated config. Its keys:
   stdio         list[int]        three host fds made the container's 0, 1, 2; -1 inherits the caller's
   cpus          list[int] | None sched_setaffinity before exec
   cgroup_fd     int | None       an open cgroup v2 directory: the child is born in it (CLONE_INTO_CGROUP)
+  cgroup_procs_fds list[int]     open cgroup.procs files of v1 controllers: the child writes "0" to each
+                                 (joins them itself) before making its cgroup namespace; the caller
+                                 closes them after the spawn
+  netns_fd      int | None       a network namespace made ahead (lo up): joined with setns first, instead
+                                 of a new one (needs "net" in namespaces); the caller closes its fd after
   capabilities  list[str] | None the capabilities kept in the bounding, permitted and effective sets
                                  (ambient cleared, inheritable empty); None keeps the caller's (privileged)
   no_new_privileges bool         prctl(PR_SET_NO_NEW_PRIVS) before execve
@@ -71,7 +76,11 @@ class Child:
     def started(self) -> bool: ...
     @property
     def timings(self) -> dict[str, int]:
-        """Nanoseconds the parent spent in: 'plan', 'clone', 'setup' (until ready/exec), 'start'."""
+        """Nanoseconds the parent spent in: 'plan', 'clone', 'setup' (until ready/exec), 'start';
+        after a spawn straight to execve (which shares memory with the child) also the
+        child's own steps, timestamped by the child: 'child_clone' (until it ran),
+        'child_mounts', 'child_pivot', 'child_network', 'child_creds' (until right before
+        execve) and 'child_exec' (execve until the parent woke)."""
     def start(self) -> None:
         """Release a child spawned with wait_for_start; returns once execve succeeded. GIL released."""
     def wait(self, timeout: float | None = None) -> int | None:

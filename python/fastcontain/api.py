@@ -6,7 +6,10 @@ ConfigError here leaves nothing behind) -> state.create (the state dir, locked)
 one ExitStack as it is made, so teardown runs in reverse on success, on any
 error and on KeyboardInterrupt: the native child is killed and reaped, then
 the cgroup (killing what is left in it) and the state dir and name entry are
-removed.
+removed. For `run`, removing the cgroup and the state dir happens on the bounded
+teardown worker (teardown.py), off the caller's path. A Pool's slots bring a state
+dir, a cgroup and a network namespace made ahead; `_adopt` makes the container's
+stack their owner before anything can fail.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Sequence, overload
 
 from . import cgroups as _cgroups
 from . import image as _image
+from . import prepared as _prepared
+from . import profile as _profile
 from . import spec as _spec
 from . import state as _state
+from . import teardown as _teardown
 from .config import Config
 from .errors import CalledProcessError, ContainerError, SpawnError, TimeoutExpired
 
@@ -84,28 +90,107 @@ def _launch(
     stdio: Callable[[_state.Paths], Sequence[int]],
     *,
     wait_for_start: bool,
+    phases: _profile.Phases | None = None,
+    defer_teardown: bool = False,
+    state: _state.ContainerState | None = None,
+    cgroup: _cgroups.Cgroup | None = None,
+    netns_fd: int | None = None,
 ) -> tuple[_state.ContainerState, _native.Child, dict[str, Any], _cgroups.Cgroup]:
-    """Resolve, compile, make the state dir and the cgroup, and spawn; each owned object
-    goes on `stack`. On v2 the child is born in its cgroup (CLONE_INTO_CGROUP); v1
-    controllers (hybrid and v1 hosts) get its pid while it waits for start."""
+    """Resolve, compile, make the state dir and the cgroup, and spawn; each object made
+    here goes on `stack`. On v2 the child is born in its cgroup (CLONE_INTO_CGROUP); v1
+    controllers (hybrid and v1 hosts) get its pid while it waits for start. A `state`,
+    `cgroup` or `netns_fd` made ahead (Pool) is used, and stays the caller's (_adopt)."""
     from . import _native  # imported on first use: the rest of the package works without it
-    image = _image.resolve(config.image, pull=config.pull)
-    paths = _state.Paths(os.path.abspath(_state.default_root()), id)
-    spec = _spec.compile(config, image, paths, (-1, -1, -1), wait_for_start=wait_for_start)
-    state = stack.enter_context(_state.create(paths.root, id=id, name=config.name))
-    cgroup = _cgroups.manager().create(id, config.resources, owner=paths.dir)
-    stack.callback(cgroup.remove)
+    mark = phases.mark if phases is not None else (lambda _: None)
+    image = _prepared.resolve(config.image, pull=config.pull)
+    mark("resolve")
+    paths = state.paths if state is not None else _state.Paths(os.path.abspath(_state.default_root()), id)
+    spec = _spec.compile(
+        config, image, paths, (-1, -1, -1), wait_for_start=wait_for_start, user=_prepared.user(config.user, image)
+    )
+    mark("compile")
+    if state is None:
+        state = _state.create(paths.root, id=id, name=config.name)
+        _own_state(stack, state, defer_teardown)
+    mark("state")
+    if cgroup is None:
+        cgroup = _cgroups.manager().create(paths.id, config.resources, owner=paths.dir)
+        _own_cgroup(stack, cgroup, defer_teardown)
     spec["cgroup_fd"] = cgroup.fd
-    spec["wait_for_start"] = wait_for_start or cgroup.needs_attach
+    # v1 controllers (hybrid, v1 hosts): a child that runs straight to execve joins them
+    # itself through their cgroup.procs opened here, so it needs no stop (and can share
+    # our memory: the vfork-style spawn); a created Container's pid is written while it waits.
+    # (not from a user namespace: its root may not move itself between host cgroups)
+    procs = _open_procs(stack, cgroup) if cgroup.needs_attach and not wait_for_start and config.userns is None else []
+    self_attach = bool(procs)
+    if self_attach:
+        spec["cgroup_procs_fds"] = procs
+    spec["wait_for_start"] = wait_for_start or (cgroup.needs_attach and not self_attach)
     _image.record_use(image, paths.dir)  # garbage collection keeps its layers while it lives
     spec["stdio"] = list(stdio(paths))
+    if netns_fd is not None and "net" in config.namespaces and config.network == "none" and config.userns is None:
+        spec["netns_fd"] = netns_fd  # made ahead with lo up: the child joins it
+    mark("cgroup")
     child = _native.spawn(spec)
     stack.callback(child.close)
-    if cgroup.needs_attach:  # v1 controllers: placed before exec, while it waits
+    if phases is not None:
+        mark("spawn")
+        phases.native(child.timings, "spawn")
+    if cgroup.needs_attach and not self_attach:  # v1 controllers: placed before exec, while it waits
         cgroup.attach(child.pid)
         if not wait_for_start:
             child.start()
+        mark("cgroup_attach")
     return state, child, spec, cgroup
+
+
+def _open_procs(stack: ExitStack, cgroup: _cgroups.Cgroup) -> list[int]:
+    """The v1 controllers' cgroup.procs of `cgroup`, open for writing (closed with `stack`)."""
+    fds = []
+    for key, d in cgroup.dirs.items():
+        if key != "unified":
+            try:
+                fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise _cgroups.CgroupError(
+                    "opening the container's cgroup.procs failed", path=os.path.join(d, "cgroup.procs"), errno=e.errno or 0
+                ) from None
+            stack.callback(os.close, fd)
+            fds.append(fd)
+    return fds
+
+
+def _own_state(stack: ExitStack, state: _state.ContainerState, defer: bool) -> None:
+    if defer:  # the name goes at once, the dir on the teardown worker
+        stack.callback(_teardown.defer, state.remove, f"removing {state.paths.dir}")
+        stack.callback(state.release_name)
+    else:
+        stack.callback(state.remove)
+
+
+def _own_cgroup(stack: ExitStack, cgroup: _cgroups.Cgroup, defer: bool) -> None:
+    if defer:  # rmdir (after a kill of what is left) on the teardown worker
+        stack.callback(_teardown.defer, cgroup.remove, f"removing the cgroup of {cgroup.id}")
+    else:
+        stack.callback(cgroup.remove)
+
+
+def _adopt(
+    stack: ExitStack,
+    state: _state.ContainerState | None,
+    cgroup: _cgroups.Cgroup | None,
+    netns_fd: int | None,
+    defer: bool,
+) -> None:
+    """Make `stack` the owner of what a Pool made ahead, before anything can fail: the
+    netns descriptor is closed (the child holds its own reference), the cgroup and the
+    state removed."""
+    if netns_fd is not None:
+        stack.callback(os.close, netns_fd)
+    if state is not None:
+        _own_state(stack, state, defer)
+    if cgroup is not None:
+        _own_cgroup(stack, cgroup, defer)
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -116,13 +201,9 @@ def _wait_exit(child: _native.Child, deadline: float | None) -> bool:
     """Wait for the child on its pidfd (interruptible by Ctrl-C), then reap it. False on timeout."""
     if child.returncode is not None:
         return True
-    with selectors.DefaultSelector() as sel:
-        sel.register(child.pidfd, selectors.EVENT_READ)
-        while not sel.select(_remaining(deadline)):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-    child.wait()
-    return True
+    # the native wait polls the pidfd with the GIL released and returns to run
+    # Python's signal handlers (Ctrl-C) when a signal arrives
+    return child.wait(_remaining(deadline)) is not None
 
 
 def _open_stdio(fds: _Fds, stdin: Any, stdout: Any, stderr: Any) -> tuple[list[int], dict[int, int]]:
@@ -226,7 +307,56 @@ def run(
     On timeout every process of the container is killed and TimeoutExpired carries
     the output so far; check=True raises CalledProcessError keeping the output.
     A death by signal N gives returncode -N."""
-    config = _config(image, command, config_fields)
+    return _run(
+        _config(image, command, config_fields), stdin=stdin, input=input, stdout=stdout, stderr=stderr,
+        capture_output=capture_output, text=text, encoding=encoding, errors=errors, timeout=timeout, check=check,
+    )
+
+
+def _run(
+    config: Config,
+    *,
+    stdin: int | IO[Any] | None = None,
+    input: bytes | str | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    capture_output: bool = False,
+    text: bool = False,
+    encoding: str | None = None,
+    errors: str | None = None,
+    timeout: float | None = None,
+    check: bool = False,
+    state: _state.ContainerState | None = None,
+    cgroup: _cgroups.Cgroup | None = None,
+    netns_fd: int | None = None,
+) -> CompletedProcess:
+    """run() of a validated config; `state`, `cgroup`, `netns_fd`: made ahead (Pool), owned from here."""
+    with ExitStack() as owned:
+        _adopt(owned, state, cgroup, netns_fd, defer=True)
+        return _run_owned(
+            config, stdin=stdin, input=input, stdout=stdout, stderr=stderr, capture_output=capture_output,
+            text=text, encoding=encoding, errors=errors, timeout=timeout, check=check, state=state,
+            cgroup=cgroup, netns_fd=netns_fd,
+        )
+
+
+def _run_owned(
+    config: Config,
+    *,
+    stdin: int | IO[Any] | None,
+    input: bytes | str | None,
+    stdout: int | IO[Any] | None,
+    stderr: int | IO[Any] | None,
+    capture_output: bool,
+    text: bool,
+    encoding: str | None,
+    errors: str | None,
+    timeout: float | None,
+    check: bool,
+    state: _state.ContainerState | None,
+    cgroup: _cgroups.Cgroup | None,
+    netns_fd: int | None,
+) -> CompletedProcess:
     if input is not None:
         if stdin is not None:
             raise ValueError("stdin and input arguments may not both be used.")
@@ -242,12 +372,16 @@ def run(
             raise TypeError("input is a str: pass text=True (or encoding=) or give bytes")
         input = input.encode(encoding, errors or "strict")
     deadline = None if timeout is None else time.monotonic() + timeout
+    phases = _profile.Phases() if _profile.active() else None
 
     with ExitStack() as stack:
         fds = _Fds()
         stack.callback(fds.close_all)
         theirs, ours = _open_stdio(fds, stdin, stdout, stderr)
-        _, child, spec, cgroup = _launch(config, _state.new_id(), stack, lambda _: theirs, wait_for_start=False)
+        _, child, spec, cgroup = _launch(
+            config, state.id if state is not None else _state.new_id(), stack, lambda _: theirs,
+            wait_for_start=False, phases=phases, defer_teardown=True, state=state, cgroup=cgroup, netns_fd=netns_fd,
+        )
         for fd in theirs:
             if fd not in ours.values():
                 fds.close(fd)  # the child has its copies; EOF needs ours closed
@@ -269,6 +403,11 @@ def run(
             )
         returncode = child.returncode
         oom_killed = bool(cgroup.oom_kills())
+        if phases is not None:
+            phases.mark("wait")
+    if phases is not None:
+        phases.mark("teardown")
+        _profile.emit(phases.phases)
     assert returncode is not None
     result = CompletedProcess(
         spec["argv"], returncode, _decode(output[1], encoding, errors), _decode(output[2], encoding, errors),
@@ -325,11 +464,17 @@ class Container:
         self._returncode: int | None = None
         self._oom_killed = False
         self.argv: list[str] = []
+        # made ahead by a Pool, adopted by create()
+        self._prestate: _state.ContainerState | None = None
+        self._precgroup: _cgroups.Cgroup | None = None
+        self._prenetns: int | None = None
 
     def _create(self) -> Container:
         if self._status != "new":
             raise ContainerError(f"container {self.id} is {self.status}: it was created already")
         with ExitStack() as stack:
+            netns_fd, self._prenetns = self._prenetns, None
+            _adopt(stack, self._prestate, self._precgroup, netns_fd, defer=False)
             fds = _Fds()
             stack.callback(fds.close_all)
 
@@ -341,7 +486,10 @@ class Container:
                     fds.add(os.open(paths.stderr_log, flags, 0o600)),
                 ]
 
-            self._state, self._child, spec, self._cgroup = _launch(self.config, self.id, stack, stdio, wait_for_start=True)
+            self._state, self._child, spec, self._cgroup = _launch(
+                self.config, self.id, stack, stdio, wait_for_start=True, state=self._prestate,
+                cgroup=self._precgroup, netns_fd=netns_fd,
+            )
             fds.close_all()
             self.argv = spec["argv"]
             self._stack = stack.pop_all()

@@ -15,7 +15,7 @@ import sys
 from types import FrameType
 from typing import Any, NoReturn, Sequence
 
-from . import __version__
+from . import __version__, teardown
 from .api import run
 from .errors import FastcontainError, SpawnError
 from .image import commands as _image_commands
@@ -204,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        teardown.flush_reporting()  # the command returns once its container's state is gone
 
 
 if __name__ == "__main__":

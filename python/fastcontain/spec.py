@@ -96,11 +96,13 @@ def mount_spec(m: Mount) -> dict[str, Any]:
 
 
 def compile(
-    config: Config, image: Image, paths: Paths, stdio: Sequence[int], *, wait_for_start: bool = False
+    config: Config, image: Image, paths: Paths, stdio: Sequence[int], *, wait_for_start: bool = False,
+    user: User | None = None,
 ) -> dict[str, Any]:
     """The native spec for running `config` on `image` with state under `paths`.
 
-    `stdio`: the host fds that become the container's 0, 1, 2 (-1 inherits)."""
+    `stdio`: the host fds that become the container's 0, 1, 2 (-1 inherits); `user`:
+    config.user already resolved in the image (prepared.user), else it is resolved here."""
     command = cast("tuple[str, ...] | None", config.command)
     entrypoint = cast("tuple[str, ...] | None", config.entrypoint)
     # docker's rules: the user's entrypoint drops the image's Cmd; a command replaces Cmd only.
@@ -112,7 +114,7 @@ def compile(
         raise ConfigError("command", None, f"image {image.name!r} has no default command: give one")
     namespaces = list(config.namespaces)
     hostname = config.hostname or (paths.id[:12] if "uts" in namespaces else None)
-    user = resolve_user(config.user, image)
+    user = user or resolve_user(config.user, image)
     base = [f"PATH={DEFAULT_PATH}", f"HOME={user.home}"] + ([f"HOSTNAME={hostname}"] if hostname else [])
     volumes = cast("tuple[Mount, ...]", config.volumes)
     secure = security.spec_part(config, image, paths)

@@ -36,6 +36,7 @@ _ID = re.compile(r"[0-9a-f]{16}\Z")
 # ids an OCI engine chooses (containerd: names; podman: 64 hex digits)
 _OCI_ID = re.compile(r"(?!names\Z|lock\Z)[A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}\Z")
 _swept: set[str] = set()
+_ready: set[str] = set()  # roots made and swept by this process
 
 
 def default_root() -> str:
@@ -113,6 +114,44 @@ def rmtree(path: str) -> None:
         shutil.rmtree(path, onexc=retry)
     else:
         shutil.rmtree(path, onerror=retry)
+
+
+# What a container that wrote nothing leaves, deepest first: (path, is_dir). A volatile
+# overlay leaves work/work/incompat/volatile/dirty behind.
+_SHAPE = (
+    ("work/work/incompat/volatile/dirty", False), ("work/work/incompat/volatile", True),
+    ("work/work/incompat", True), ("work/work", True), ("work", True), ("upper", True),
+    ("rootfs", True), ("lock", False), ("stdout.log", False), ("stderr.log", False),
+)
+
+
+def _remove_known_shape(path: str) -> bool:
+    """Remove a state dir of the usual shape with one unlink or rmdir per entry (a
+    fifth of rmtree's syscalls); False, leaving the rest to rmtree, when it has more."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        for rel, is_dir in _SHAPE:
+            try:
+                if is_dir:
+                    os.rmdir(rel, dir_fd=fd)
+                else:
+                    os.unlink(rel, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+    except OSError:  # not empty (the container wrote), or a mode rmtree knows how to handle
+        return False
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
 
 
 @contextmanager
@@ -209,15 +248,20 @@ class ContainerState:
         if self._lock_fd < 0:
             return
         try:
-            if os.path.lexists(self.paths.dir):
+            if not _remove_known_shape(self.paths.dir) and os.path.lexists(self.paths.dir):
                 rmtree(self.paths.dir)
-            if self.name is not None:
-                entry = os.path.join(self.paths.root, "names", self.name)
-                if _read_name(entry) == self.id:
-                    os.unlink(entry)
+            self.release_name()
         finally:
             os.close(self._lock_fd)
             self._lock_fd = -1
+
+    def release_name(self) -> None:
+        """Give the name up now (the dir may be removed later, in the background). Idempotent."""
+        if self.name is not None:
+            entry = os.path.join(self.paths.root, "names", self.name)
+            if _read_name(entry) == self.id:
+                os.unlink(entry)
+            self.name = None
 
     def release(self) -> None:
         """Give up the lock but keep the state dir (a detached container's record and logs
@@ -258,6 +302,27 @@ def _claim_name(root: str, name: str, id: str) -> None:
     raise ContainerError(f"the name {name!r} could not be claimed")
 
 
+def _prepare_root(root: str) -> None:
+    """Once per root and process: make it, and sweep what a crashed run left there."""
+    _ensure_root(root)
+    if os.path.realpath(root) not in _swept:
+        sweep(root)
+    _ready.add(root)
+
+
+def _locked_dir(paths: Paths) -> int:
+    """Make the container's dir and take its lock; the lock's fd."""
+    # Under the shared root lock, a sweep cannot see the dir before its lock is held.
+    with _root_lock(paths.root, fcntl.LOCK_SH):
+        try:
+            os.mkdir(paths.dir, 0o700)
+        except FileExistsError:
+            raise ContainerError(f"a container with id {paths.id} already exists") from None
+        lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    return lock_fd
+
+
 def create(
     root: str | None = None, *, id: str | None = None, name: str | None = None, oci: bool = False
 ) -> ContainerState:
@@ -272,18 +337,15 @@ def create(
         raise ConfigError("id", id, "must be letters, digits, '_', '.', '+' or '-' (not starting with one of the last four)")
     if not oci and not _ID.match(id):
         raise ConfigError("id", id, "must be 16 lowercase hex digits")
-    _ensure_root(root)
-    if os.path.realpath(root) not in _swept:
-        sweep(root)
+    if root not in _ready:
+        _prepare_root(root)
     paths = Paths(root, id)
-    # Under the shared root lock, a sweep cannot see the dir before its lock is held.
-    with _root_lock(root, fcntl.LOCK_SH):
-        try:
-            os.mkdir(paths.dir, 0o700)
-        except FileExistsError:
-            raise ContainerError(f"a container with id {id} already exists") from None
-        lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    try:
+        lock_fd = _locked_dir(paths)
+    except FileNotFoundError:  # the root was removed since we made it: make it again
+        _ready.discard(root)
+        _prepare_root(root)
+        lock_fd = _locked_dir(paths)
     state = ContainerState(paths, None, lock_fd)
     try:
         for sub, mode in () if oci else (("upper", 0o755), ("work", 0o700), ("rootfs", 0o755)):

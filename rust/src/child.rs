@@ -14,6 +14,7 @@ use libc::c_int;
 use crate::errors::{Record, Step};
 use crate::plan::{Op, Plan, MAX_PATH};
 use crate::sys;
+use crate::timing::Mark;
 
 /// The descriptors the child gets from the parent.
 pub struct Fds {
@@ -47,6 +48,7 @@ macro_rules! step {
 
 /// Carry out the plan, then execve. Never returns.
 pub fn run(plan: &Plan, fds: &Fds) -> ! {
+    plan.marks.set(Mark::Entered);
     for fd in fds.parent_ends {
         if fd >= 0 {
             sys::close(fd);
@@ -57,6 +59,10 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     sys::set_signal_mask(&unsafe { std::mem::zeroed() });
     // Modes in the plan are exact (a 0666 /dev/null); the user's umask comes before execve.
     sys::umask(0);
+    // A network namespace made ahead: joined before /sys is mounted (sysfs shows the mounter's).
+    if let Some(fd) = plan.netns_fd {
+        step!(fds, Step::JoinNetns, 0, sys::setns(fd, libc::CLONE_NEWNET));
+    }
 
     // In a new user namespace: wait for the parent to map it, then be its root
     // (uid 0 inside, which keeps the namespace's capabilities), without the host's groups.
@@ -73,12 +79,14 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     for (i, op) in plan.ops.iter().enumerate() {
         step!(fds, op.step(), i, do_op(op));
     }
+    plan.marks.set(Mark::Mounted);
 
     // pivot_root into it, the old root stacked under the new one and detached.
     step!(fds, Step::PivotRoot, 0, sys::chdir(&plan.rootfs));
     step!(fds, Step::PivotRoot, 0, sys::pivot_root(c".", c"."));
     step!(fds, Step::DetachOldRoot, 0, sys::umount2(c".", libc::MNT_DETACH));
     step!(fds, Step::DetachOldRoot, 0, sys::chdir(c"/"));
+    plan.marks.set(Mark::Pivoted);
     if plan.readonly_root {
         step!(fds, Step::ReadonlyRoot, 0, remount_root_readonly());
     }
@@ -88,10 +96,21 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     if plan.loopback_up {
         step!(fds, Step::LoopbackUp, 0, sys::loopback_up());
     }
+    plan.marks.set(Mark::Networked);
 
     // Stop here until the parent has placed us (cgroups, network) and says start.
     if let Some(sync_r) = fds.sync_r {
+        // First drop what we inherited from the parent's other threads and containers: a
+        // copy of another spawn's error pipe would keep it from seeing that one's exec (EOF)
+        // for as long as we wait, and a copy of another's sync pipe its removal.
+        let [i, o, e] = plan.stdio;
+        step!(fds, Step::CloseFds, 0, sys::close_all_but(&[fds.err_w, sync_r, i, o, e]));
         step!(fds, Step::WaitStart, 0, wait_for_start(fds.err_w, sync_r));
+    }
+    // v1 controllers joined by ourselves (the parent opened their cgroup.procs), so a
+    // spawn straight to execve needs no stop for the parent to write our pid.
+    for (i, fd) in plan.cgroup_procs_fds.iter().enumerate() {
+        step!(fds, Step::CgroupAttach, i, sys::write_all(*fd, b"0"));
     }
     if plan.late_cgroupns {
         step!(fds, Step::UnshareCgroupns, 0, sys::unshare(libc::CLONE_NEWCGROUP));
@@ -134,6 +153,7 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     if plan.no_new_privs {
         step!(fds, Step::Seccomp, 0, load_seccomp(plan));
     }
+    plan.marks.set(Mark::Exec);
     exec(plan, fds.err_w)
 }
 

@@ -40,6 +40,7 @@ steps! {
     ResetSignals = "reset signals",
     WaitUserMap = "wait for the user namespace mapping",
     UsernsRoot = "become root in the user namespace",
+    JoinNetns = "join the prepared network namespace",
     MakeRootPrivate = "make mounts private",
     MountRootfs = "mount rootfs",
     Mkdir = "create mount point",

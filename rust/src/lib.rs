@@ -19,3 +19,4 @@ pub mod spawn;
 pub mod spec;
 pub mod syscalls;
 pub mod sys;
+pub mod timing;

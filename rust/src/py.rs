@@ -145,6 +145,8 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         stdio: take(&mut f, "stdio", "three ints", || d.stdio)?,
         cpus: take(&mut f, "cpus", "a list of ints", || None)?,
         cgroup_fd: take(&mut f, "cgroup_fd", "an int", || None)?,
+        netns_fd: take(&mut f, "netns_fd", "an int", || None)?,
+        cgroup_procs_fds: take(&mut f, "cgroup_procs_fds", "a list of ints", Vec::new)?,
         wait_for_start: take(&mut f, "wait_for_start", "a bool", || false)?,
         capabilities: take(&mut f, "capabilities", "a list of capability names", || None)?,
         no_new_privileges: take(&mut f, "no_new_privileges", "a bool", || false)?,
@@ -209,6 +211,12 @@ impl PyChild {
         d.set_item("clone", t.clone)?;
         d.set_item("setup", t.setup)?;
         d.set_item("start", t.start)?;
+        if let Some((steps, exec)) = t.child {
+            for (name, ns) in crate::timing::NAMES.iter().zip(steps) {
+                d.set_item(format!("child_{name}"), ns)?;
+            }
+            d.set_item("child_exec", exec)?;
+        }
         Ok(d)
     }
 

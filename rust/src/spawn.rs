@@ -11,6 +11,7 @@ use crate::child;
 use crate::errors::{Record, SpawnError, Step};
 use crate::plan::{Describe, Plan, UsernsPlan};
 use crate::sys;
+use crate::timing;
 
 /// How the child was created, for the record (and for the benches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub struct Timings {
     pub clone: u64,
     pub setup: u64,
     pub start: u64,
+    /// The child's own steps (timing::NAMES) and its execve until the parent
+    /// woke, when the child shared our memory (the vfork-style spawn).
+    pub child: Option<([u64; timing::COUNT], u64)>,
 }
 
 struct State {
@@ -114,6 +118,7 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
     };
 
     let t_clone = Instant::now();
+    let t0 = sys::monotonic_ns();
     let (pid, pidfd, method, sync_r, sync_w) = {
         let mut pidfd: c_int = -1;
         let mut args = sys::CloneArgs {
@@ -167,8 +172,11 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
             return Err(e);
         }
     }
+    let steps = plan.marks.steps(t0).map(|s| (s, sys::monotonic_ns().saturating_sub(plan.marks.last())));
     drop(plan);
-    finish(pid, pidfd, method, err_r, err_w, sync_r, sync_w, describe, plan_ns, t_clone)
+    let child = finish(pid, pidfd, method, err_r, err_w, sync_r, sync_w, describe, plan_ns, t_clone)?;
+    child.lock().timings.child = steps;
+    Ok(child)
 }
 
 /// The child's stack for a vfork-style spawn: the set-up needs little (a

@@ -67,6 +67,11 @@ pub struct Spec {
     pub stdio: [i32; 3],
     pub cpus: Option<Vec<usize>>,
     pub cgroup_fd: Option<i32>,
+    /// A network namespace made ahead (a Pool's slot): joined with setns instead of a new one.
+    pub netns_fd: Option<i32>,
+    /// Open cgroup.procs files of v1 controllers: the child writes "0" to each (joins
+    /// them itself) before its cgroup namespace is made, so no stop before exec is needed.
+    pub cgroup_procs_fds: Vec<i32>,
     pub wait_for_start: bool,
     /// The capabilities kept in every set; None keeps what the caller has (privileged).
     pub capabilities: Option<Vec<String>>,
@@ -105,6 +110,8 @@ impl Default for Spec {
             stdio: [-1, -1, -1],
             cpus: None,
             cgroup_fd: None,
+            netns_fd: None,
+            cgroup_procs_fds: Vec::new(),
             wait_for_start: false,
             capabilities: None,
             no_new_privileges: false,

@@ -290,6 +290,11 @@ pub fn sethostname(name: &[u8]) -> SysResult<()> {
     check_int(unsafe { libc::sethostname(name.as_ptr() as *const c_char, name.len()) }).map(|_| ())
 }
 
+pub fn setns(fd: c_int, nstype: c_int) -> SysResult<()> {
+    // SAFETY: plain integers.
+    check_int(unsafe { libc::setns(fd, nstype) }).map(|_| ())
+}
+
 pub fn unshare(flags: c_int) -> SysResult<()> {
     // SAFETY: plain integers.
     check_int(unsafe { libc::unshare(flags) }).map(|_| ())
@@ -317,6 +322,15 @@ pub fn setresuid(uid: libc::uid_t) -> SysResult<()> {
     check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(|_| ())
 }
 
+/// CLOCK_MONOTONIC in nanoseconds (the clock `Instant` reads); a vDSO call,
+/// async-signal-safe.
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: ts is a live timespec the call fills; CLOCK_MONOTONIC cannot fail.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 pub fn umask(mask: libc::mode_t) {
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(mask) };
@@ -337,6 +351,32 @@ pub fn cloexec_from(first: c_uint) -> SysResult<()> {
     // SAFETY: plain integers.
     check(unsafe { libc::syscall(libc::SYS_close_range, first, c_uint::MAX, CLOSE_RANGE_CLOEXEC) })
         .map(|_| ())
+}
+
+/// Close every descriptor >= 3 except those in `keep` (at most 8; negatives ignored),
+/// with one close_range(2) per gap. No allocation: async-signal-safe.
+pub fn close_all_but(keep: &[c_int]) -> SysResult<()> {
+    let mut k = [0 as c_int; 8];
+    let mut n = 0;
+    for &fd in keep {
+        if fd >= 3 && n < k.len() {
+            k[n] = fd;
+            n += 1;
+        }
+    }
+    let k = &mut k[..n];
+    k.sort_unstable();
+    let mut lo: c_uint = 3;
+    for &fd in k.iter() {
+        let fd = fd as c_uint;
+        if fd > lo {
+            // SAFETY: plain integers; closing descriptors this process owns.
+            check(unsafe { libc::syscall(libc::SYS_close_range, lo, fd - 1, 0) })?;
+        }
+        lo = lo.max(fd + 1);
+    }
+    // SAFETY: as above.
+    check(unsafe { libc::syscall(libc::SYS_close_range, lo, c_uint::MAX, 0) }).map(|_| ())
 }
 
 pub fn close(fd: c_int) {

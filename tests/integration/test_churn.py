@@ -23,6 +23,7 @@ def test_sequential_runs_leak_nothing(session_dirs):
     for i in range(RUNS):
         r = fastcontain.run("busybox", ["sh", "-c", f"exit {i % 7}"])
         assert r.returncode == i % 7
+    fastcontain.teardown.flush()  # run() removes its state dir in the background
     assert leakcheck.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
     assert [e.name for e in os.scandir(session_dirs.root) if e.is_dir() and e.name != "names"] == []
 
@@ -32,6 +33,7 @@ def test_failed_runs_leak_nothing(session_dirs):
     for _ in range(50):
         with pytest.raises(fastcontain.errors.SpawnError):
             fastcontain.run("busybox", ["/bin/nosuch"])
+    fastcontain.teardown.flush()  # run() removes its state dir in the background
     assert leakcheck.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
 
 
@@ -42,5 +44,6 @@ def test_container_lifecycles_leak_nothing(session_dirs):
             c.start()
             c.kill()
             c.wait(timeout=LIMIT)
+    fastcontain.teardown.flush()  # run() removes its state dir in the background
     assert leakcheck.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
     assert [e.name for e in os.scandir(session_dirs.root) if e.is_dir() and e.name != "names"] == []

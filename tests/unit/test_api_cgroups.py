@@ -33,6 +33,7 @@ def test_run_makes_one_cgroup_with_the_limits_and_removes_it(fake: Any) -> None:
     assert r.returncode == 0 and r.oom_killed is False
     (cg,) = fake.cgroups.cgroups
     assert cg.resources.memory == 64 << 20 and cg.resources.pids_limit == 9
+    fastcontain.teardown.flush()  # run() removes its cgroup on the teardown worker
     assert cg.owner.endswith(cg.id) and cg.removed
     assert fake.children[0].spec["cgroup_fd"] is cg.fd
 
@@ -58,6 +59,7 @@ def test_an_oom_kill_is_reported_from_the_cgroup(fake: Any) -> None:
 def test_timeout_and_kill_use_the_cgroup(fake: Any) -> None:
     with pytest.raises(fastcontain.TimeoutExpired):
         fastcontain.run("busybox", ["sleep", "30"], timeout=0.2)
+    fastcontain.teardown.flush()  # run() removes its cgroup on the teardown worker
     assert fake.cgroups.cgroups[0].kills == 1 and fake.cgroups.cgroups[0].removed
     with fastcontain.Container.create("busybox", ["sleep", "30"]) as c:
         c.start()
@@ -68,6 +70,7 @@ def test_timeout_and_kill_use_the_cgroup(fake: Any) -> None:
         c.kill()
         assert c.wait(10) == -signal.SIGKILL and fake.cgroups.cgroups[2].kills == 1
         assert c.stats()["pids_current"] == 1
+    fastcontain.teardown.flush()  # run() removes its cgroup on the teardown worker
     assert fake.cgroups.cgroups[2].removed and not c.oom_killed
     with pytest.raises(fastcontain.ContainerError):
         c.stats()
@@ -81,4 +84,5 @@ def test_a_failed_spawn_removes_the_cgroup(fake: Any, monkeypatch: pytest.Monkey
     with pytest.raises(SpawnError):
         fastcontain.run("busybox", ["true"])
     (cg,) = failing.cgroups.cgroups
+    fastcontain.teardown.flush()  # run() removes its cgroup on the teardown worker
     assert cg.removed

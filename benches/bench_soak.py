@@ -1,0 +1,41 @@
+"""Flatness: many containers in a row through fastcontain.run (and a Pool), each timed;
+reported, never asserted: the median, the 99th percentile as a multiple of it (goal:
+within 3x), and the median of the first and of the last thousand (goal: as fast).
+FASTCONTAIN_BENCH_SOAK=N sets the count (default 2000; 10000 for the full soak); with
+--benchmark-disable it runs 50 as a check."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import pytest
+
+COUNT = int(os.environ.get("FASTCONTAIN_BENCH_SOAK", "2000"))
+
+
+def flatness(run, count: int) -> dict[str, float]:
+    times = []
+    for _ in range(count):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    s = sorted(times)
+    k = min(1000, count // 2) or 1
+    p50 = statistics.median(s)
+    p99 = s[min(len(s) - 1, int(len(s) * 0.99))]
+    return {
+        "count": count, "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3, "p99_over_p50": p99 / p50,
+        "window": k, "first_ms": statistics.median(times[:k]) * 1e3, "last_ms": statistics.median(times[-k:]) * 1e3,
+    }
+
+
+@pytest.mark.parametrize("runner", ["fastcontain", "fastcontain-pool"], indirect=True)
+def test_flat_over_many(benchmark, runner, request):
+    count = 50 if request.config.getoption("benchmark_disable") else COUNT
+    benchmark.group = f"flatness: {count} /bin/true in a row"
+    benchmark.extra_info.update(runner.check())
+    result: dict[str, float] = {}
+    benchmark.pedantic(lambda: result.update(flatness(runner.run, count)), rounds=1, iterations=1)
+    benchmark.extra_info["flatness"] = result

@@ -1,0 +1,109 @@
+"""Soak: thousands of containers, sequentially and from several threads, and afterwards
+the host has exactly what it had before: mounts, cgroups, links, addresses, nftables
+rules, network namespaces, state folders, child processes; this process has the same
+descriptors, and its memory grew by less than a small bound.
+
+FASTCONTAIN_SOAK=N sets the number per phase (default 1000, what CI runs; 10000 is the
+local soak). Latencies are printed (p50, p99, first and last thousand), never asserted:
+benches/bench_soak.py reports the same as a bench.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import threading
+import time
+
+import pytest
+
+import fastcontain
+import leakcheck
+
+pytestmark = [pytest.mark.privileged, pytest.mark.soak]
+
+COUNT = int(os.environ.get("FASTCONTAIN_SOAK", "1000"))
+THREADS = 4
+RSS_BOUND = 32 * 1024 * 1024  # bytes of growth allowed (allocator slack, caches), whatever COUNT is
+
+
+def rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def _cmd(argv: list[str]) -> list[str]:
+    r = subprocess.run(argv, capture_output=True, text=True)
+    return r.stdout.splitlines() if r.returncode == 0 else [f"({argv[0]} failed: {r.stderr.strip()})"]
+
+
+def host_view(root: str) -> dict[str, object]:
+    """Everything the soak must leave as it was, wider than the per-test leak check:
+    every mount and link, not only fastcontain's."""
+    with open("/proc/self/mountinfo") as f:
+        mounts = sorted(line.split(" - ")[0].split(None, 4)[4] for line in f)
+    return {
+        "leakcheck": leakcheck.take(root),
+        "mounts": mounts,
+        "links": sorted(os.listdir("/sys/class/net")),
+        "addresses": sorted(_cmd(["ip", "-o", "addr", "show"])),
+        "nftables": _cmd(["nft", "list", "ruleset"]),
+        "netns": sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else [],
+        "state": sorted(os.listdir(root)),
+        "threads": threading.active_count(),
+    }
+
+
+def report(name: str, times: list[float]) -> None:
+    s = sorted(times)
+    p50, p99 = statistics.median(s), s[min(len(s) - 1, int(len(s) * 0.99))]
+    k = min(1000, len(times) // 2) or 1
+    first, last = statistics.median(times[:k]), statistics.median(times[-k:])
+    print(f"\nsoak {name}: {len(times)} containers, p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms "
+          f"({p99 / p50:.1f}x), first {k} {first * 1e3:.2f} ms, last {k} {last * 1e3:.2f} ms")
+
+
+def test_soak_sequential_then_threads_leaves_the_host_as_it_was(session_dirs):
+    fastcontain.run("busybox", ["true"])
+    fastcontain.teardown.flush()
+    before, rss_before = host_view(session_dirs.root), rss()
+
+    times: list[float] = []
+    for i in range(COUNT):
+        t = time.perf_counter()
+        r = fastcontain.run("busybox", ["sh", "-c", f"exit {i % 3}"] if i % 10 == 0 else ["true"])
+        times.append(time.perf_counter() - t)
+        assert r.returncode == (i % 3 if i % 10 == 0 else 0)
+    report("sequential", times)
+
+    errors: list[BaseException] = []
+    per_thread = [0] * THREADS
+
+    def work(n: int) -> None:
+        try:
+            for j in range(COUNT // THREADS):
+                r = fastcontain.run("busybox", ["sh", "-c", "echo $$"], capture_output=True, text=True)
+                assert (r.returncode, r.stdout) == (0, "1\n"), r
+                per_thread[n] += 1
+        except BaseException as e:
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    assert sum(per_thread) == THREADS * (COUNT // THREADS)
+
+    fastcontain.teardown.flush()
+    after, rss_after = host_view(session_dirs.root), rss()
+    leaks = leakcheck.leaks(before.pop("leakcheck"), after.pop("leakcheck"), session_dirs.root)  # type: ignore[arg-type]
+    assert leaks == []
+    for key in before:
+        assert after[key] == before[key], key
+    assert rss_after - rss_before < RSS_BOUND, f"RSS grew by {(rss_after - rss_before) >> 20} MiB"
