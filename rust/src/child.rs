@@ -67,6 +67,11 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
         step!(fds, Step::UsernsRoot, 0, sys::setresuid(0));
     }
 
+    // Before any mount: /sys shows the network namespace of whoever mounts it.
+    if let Some(fd) = plan.join_netns_fd {
+        step!(fds, Step::JoinNetns, 0, sys::setns(fd, libc::CLONE_NEWNET));
+    }
+
     // The root filesystem and the mounts inside it.
     step!(fds, Step::MakeRootPrivate, 0, make_root_private());
     step!(fds, Step::MountRootfs, 0, do_op(&plan.rootfs_mount));
@@ -92,6 +97,10 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     // Stop here until the parent has placed us (cgroups, network) and says start.
     if let Some(sync_r) = fds.sync_r {
         step!(fds, Step::WaitStart, 0, wait_for_start(fds.err_w, sync_r));
+    }
+    // The parent made the interface (a veth end) while we waited.
+    if let Some(i) = &plan.interface {
+        step!(fds, Step::ConfigureInterface, 0, sys::interface_up(&i.name, i.address, i.mask, i.gateway));
     }
     if plan.late_cgroupns {
         step!(fds, Step::UnshareCgroupns, 0, sys::unshare(libc::CLONE_NEWCGROUP));
