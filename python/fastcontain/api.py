@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Sequence, overload
 
 from . import cgroups as _cgroups
 from . import image as _image
+from . import net as _net
 from . import spec as _spec
 from . import state as _state
 from .config import Config
@@ -87,7 +88,8 @@ def _launch(
 ) -> tuple[_state.ContainerState, _native.Child, dict[str, Any], _cgroups.Cgroup]:
     """Resolve, compile, make the state dir and the cgroup, and spawn; each owned object
     goes on `stack`. On v2 the child is born in its cgroup (CLONE_INTO_CGROUP); v1
-    controllers (hybrid and v1 hosts) get its pid while it waits for start."""
+    controllers (hybrid and v1 hosts) get its pid while it waits for start, and a
+    bridged container's network is wired then (the veth's peer is made in its namespace)."""
     from . import _native  # imported on first use: the rest of the package works without it
     image = _image.resolve(config.image, pull=config.pull)
     paths = _state.Paths(os.path.abspath(_state.default_root()), id)
@@ -98,13 +100,19 @@ def _launch(
     spec["cgroup_fd"] = cgroup.fd
     spec["wait_for_start"] = wait_for_start or cgroup.needs_attach
     _image.record_use(image, paths.dir)  # garbage collection keeps its layers while it lives
+    network = _net.Attachment.prepare(config, paths, spec["hostname"])
+    if network is not None:
+        stack.callback(network.release)  # after the child is killed and reaped (below)
+        network.amend(spec)
     spec["stdio"] = list(stdio(paths))
     child = _native.spawn(spec)
     stack.callback(child.close)
     if cgroup.needs_attach:  # v1 controllers: placed before exec, while it waits
         cgroup.attach(child.pid)
-        if not wait_for_start:
-            child.start()
+    if network is not None:
+        network.wire(child.pid)
+    if spec["wait_for_start"] and not wait_for_start:
+        child.start()
     return state, child, spec, cgroup
 
 
