@@ -21,20 +21,48 @@ from typing import Any, Iterator
 from ..errors import NetworkError
 
 ALIAS = "fastcontain"
-_local = threading.local()
 
 
-def ipr() -> Any:
-    """This thread's IPRoute (pyroute2's sockets are not shared between threads)."""
-    sock = getattr(_local, "ipr", None)
-    if sock is None:
+class _Netlink:
+    """The process's IPRoute, driven from one thread of its own: pyroute2 0.9 keeps an
+    asyncio loop and sockets per calling thread, so calls from many threads would
+    leave a socket behind for each; one worker keeps exactly one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: Any = None
+        self._ipr: Any = None
+
+    def _open(self) -> Any:
         try:
             from pyroute2 import IPRoute
         except ImportError:
             raise NetworkError("bridge networks need pyroute2 (pip install pyroute2)") from None
-        sock = IPRoute()
-        _local.ipr = sock
-    return sock
+        self._ipr = IPRoute()
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                if self._pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastcontain-netlink")
+                    self._pool.submit(self._open).result()
+            def work() -> Any:
+                result = getattr(self._ipr, name)(*args, **kwargs)
+                return list(result) if hasattr(result, "__next__") else result
+
+            return self._pool.submit(work).result()
+
+        return call
+
+
+_ipr = _Netlink()
+
+
+def ipr() -> Any:
+    """This process's netlink socket in the host namespace (see _Netlink)."""
+    return _ipr
 
 
 def _code(e: BaseException) -> int:
