@@ -49,7 +49,12 @@ def port_elements(table: str, address: str, ports: Iterable[Port], verb: str) ->
 
 def host_table(table: str, comment: str, networks: Sequence[Network], own_forwarding: bool) -> str:
     """The whole table, replacing the old one atomically ("add" first, so "delete" cannot fail)."""
-    maps, pre, out, post, fwd, inp = [], [], [], [], [], []
+    maps: list[str] = []
+    pre: list[str] = []
+    out: list[str] = []
+    post: list[str] = []
+    fwd: list[str] = []
+    inp: list[str] = []
     elements: dict[str, list[str]] = {}
     for net in networks:
         for address, lease in net.leases.items():
@@ -62,9 +67,9 @@ def host_table(table: str, comment: str, networks: Sequence[Network], own_forwar
             items = elements.get(name)
             body = f" elements = {{ {', '.join(items)} }};" if items else ""
             maps.append(f"  map {name} {{ type {key} : ipv4_addr . inet_service;{body} }}")
-        for chain in (pre, out):
-            chain.append(f"    fib daddr type local dnat ip to ip daddr . {proto} dport map @{proto}_addr")
-            chain.append(f"    fib daddr type local dnat ip to {proto} dport map @{proto}_any")
+        for rules in (pre, out):
+            rules.append(f"    fib daddr type local dnat ip to ip daddr . {proto} dport map @{proto}_addr")
+            rules.append(f"    fib daddr type local dnat ip to {proto} dport map @{proto}_any")
     fwd.append("    ct state established,related accept")
     for net in networks:
         br = json.dumps(net.bridge)
