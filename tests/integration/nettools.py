@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -93,6 +94,18 @@ def listener(address: str, port: int = 0) -> socket.socket:
     s.bind((address, port))
     s.listen(16)
     return s
+
+
+def fetch_ready(address: str, port: int, send: bytes = b"", within: float = 10.0) -> bytes:
+    """fetch, retrying while the server in a just-started container is not listening yet."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return fetch(address, port, timeout=5, send=send)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def fetch(address: str, port: int, timeout: float = 3.0, send: bytes = b"") -> bytes:

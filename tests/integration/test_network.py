@@ -53,11 +53,18 @@ def outside() -> Iterator[nettools.Outside]:
 
 
 def serving(network: str, name: str, **options: Any) -> fastcontain.Container:
-    """A started container serving its /etc over HTTP on port 80 (its hostname at /hostname)."""
+    """A started container serving its /etc over HTTP on port 80 (its hostname at /hostname),
+    once it listens (asked from the host, over the test's own bridge)."""
     c = fastcontain.Container.create(
         "busybox", ["httpd", "-f", "-p", "80", "-h", "/etc"], network=network, name=name, **options
     )
-    return c.start()
+    c.start()
+    try:
+        nettools.fetch_ready(address(network, name), 80, send=b"GET /hostname HTTP/1.0\r\n\r\n")
+    except BaseException:
+        c.remove(force=True)
+        raise
+    return c
 
 
 def address(network: str, name: str) -> str:
@@ -115,7 +122,7 @@ def test_published_port_answers_from_loopback_and_from_another_namespace(
         request = f"GET /hostname HTTP/1.0\r\n\r\n".encode()
 
         def get(address: str) -> bytes:
-            return nettools.fetch(address, port, timeout=5, send=request)
+            return nettools.fetch_ready(address, port, send=request)
 
         assert get("127.0.0.1").endswith(b"published\n")
         reply = nettools.in_netns(outside.path, lambda: get(outside.host_ip))
@@ -331,3 +338,22 @@ def test_sweep_removes_what_a_crashed_run_left(make_network: Callable[..., net.N
     assert any("lease" in r for r in removed) and f"bridge {stray}" in removed
     assert net.get(n.name).leases == {}  # type: ignore[union-attr]
     assert bridge.index(stray) is None
+
+
+def test_a_failure_while_wiring_leaves_nothing(make_network: Callable[..., net.Network]) -> None:
+    n = make_network()
+    with pytest.raises(NetworkError, match="no container named 'nosuch'"):
+        fastcontain.run("busybox", ["true"], network=n.name, egress=["nosuch"], ports=["18991:80"])
+    assert net.get(n.name).leases == {}  # type: ignore[union-attr]
+    with pytest.raises(OSError):  # its port was never left published
+        nettools.fetch("127.0.0.1", 18991, timeout=1)
+
+
+def test_a_port_published_on_one_host_address_answers_only_there(make_network: Callable[..., net.Network]) -> None:
+    n = make_network()
+    port = 18300 + nettools.unique()
+    with serving(n.name, "local", hostname="only-local", ports=[f"127.0.0.1:{port}:80"]):
+        request = b"GET /hostname HTTP/1.0\r\n\r\n"
+        assert nettools.fetch_ready("127.0.0.1", port, send=request).endswith(b"only-local\n")
+        with pytest.raises(OSError):  # another of the host's addresses: not published there
+            nettools.fetch(n.gateway, port, timeout=1, send=request)
