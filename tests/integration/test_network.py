@@ -163,10 +163,12 @@ def test_internal_network_has_no_way_out(make_network: Callable[..., net.Network
                   f" nc -w {QUICK} {inner.gateway} {host_side.port} </dev/null; echo host=$?")
         r = out(script, network=inner.name)
         assert "default" not in r and "out=1" in r and "host=1" in r and "hello" not in r
-        # even with a route of its own (a container with CAP_NET_ADMIN could add one), the kernel drops it
+        # even with a route of its own (given CAP_NET_ADMIN, it can add one), the kernel drops it
         r = out(f"ip route add default via {inner.gateway} && nc -w {QUICK} {outside.ip} {server.port} </dev/null;"
-                " echo out=$?", network=inner.name)
+                " echo out=$?", network=inner.name, cap_add=["NET_ADMIN"])
         assert "out=1" in r and "hello" not in r
+        # without CAP_NET_ADMIN (the default) it cannot even add the route
+        assert "rc=2" in out(f"ip route add default via {inner.gateway}; echo rc=$?", network=inner.name)
         assert server.peers == [] and host_side.peers == []
         # the same from a network that is not internal gets through
         assert out(f"nc -w {QUICK * 2} {outside.ip} {server.port} </dev/null", network=open_.name).startswith("hello")
