@@ -118,8 +118,14 @@ def _mounts(runtime_root: str) -> list[str]:
 
 def _state(runtime_root: str) -> list[str]:
     # <root>/<id>/ per container, <root>/names/<name> per named one (fastcontain/state.py)
+    # networks/ (fastcontain.net) stays once made; a network record left in it is a leak
     names = os.path.join(runtime_root, "names")
-    return _listdir(runtime_root) + [os.path.join("names", n) for n in _listdir(names)]
+    networks = os.path.join(runtime_root, "networks")
+    return (
+        [e for e in _listdir(runtime_root) if e != "networks"]
+        + [os.path.join("names", n) for n in _listdir(names)]
+        + [os.path.join("networks", n) for n in _listdir(networks) if n.endswith(".json")]
+    )
 
 
 def _children() -> list[int]:

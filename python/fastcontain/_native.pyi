@@ -44,6 +44,12 @@ fastcontain.spec from validated config. Its keys:
                                   "traverse": [host directories given o+x before clone]};
                                  the parent writes the maps while the child waits, before its first
                                  mount; the child then becomes 0:0 inside and binds /dev's nodes
+  join_netns_fd int | None       an open network namespace (/proc/PID/ns/net) the child joins with setns
+                                 before its mounts; "net" must then be left out of namespaces
+  interface     dict | None      {"name": str, "address": str, "prefix": int, "gateway": str | None}:
+                                 an interface the caller creates in the child's netns while it waits
+                                 (a veth end); after start the child sets its IPv4 address, brings it
+                                 up and adds the default route (ioctls). Needs wait_for_start
   wait_for_start bool            the child stops after its set-up, before affinity, credentials and
                                  execve, until Child.start(); lets the caller place it in v1 cgroups
                                  and wire its network between create and start

@@ -27,6 +27,7 @@ from . import cgroups as _cgroups
 from . import image as _image
 from . import prepared as _prepared
 from . import profile as _profile
+from . import net as _net
 from . import spec as _spec
 from . import state as _state
 from . import teardown as _teardown
@@ -98,8 +99,9 @@ def _launch(
 ) -> tuple[_state.ContainerState, _native.Child, dict[str, Any], _cgroups.Cgroup]:
     """Resolve, compile, make the state dir and the cgroup, and spawn; each object made
     here goes on `stack`. On v2 the child is born in its cgroup (CLONE_INTO_CGROUP); v1
-    controllers (hybrid and v1 hosts) get its pid while it waits for start. A `state`,
-    `cgroup` or `netns_fd` made ahead (Pool) is used, and stays the caller's (_adopt)."""
+    controllers (hybrid and v1 hosts) get its pid while it waits for start, and a
+    bridged container's network is wired then (the veth's peer is made in its namespace).
+    A `state`, `cgroup` or `netns_fd` made ahead (Pool) is used, and stays the caller's (_adopt)."""
     from . import _native  # imported on first use: the rest of the package works without it
     mark = phases.mark if phases is not None else (lambda _: None)
     image = _prepared.resolve(config.image, pull=config.pull)
@@ -127,6 +129,10 @@ def _launch(
         spec["cgroup_procs_fds"] = procs
     spec["wait_for_start"] = wait_for_start or (cgroup.needs_attach and not self_attach)
     _image.record_use(image, paths.dir)  # garbage collection keeps its layers while it lives
+    network = _net.Attachment.prepare(config, paths, spec["hostname"])
+    if network is not None:
+        stack.callback(network.release)  # after the child is killed and reaped (below)
+        network.amend(spec)
     spec["stdio"] = list(stdio(paths))
     if netns_fd is not None and "net" in config.namespaces and config.network == "none" and config.userns is None:
         spec["netns_fd"] = netns_fd  # made ahead with lo up: the child joins it
@@ -138,9 +144,12 @@ def _launch(
         phases.native(child.timings, "spawn")
     if cgroup.needs_attach and not self_attach:  # v1 controllers: placed before exec, while it waits
         cgroup.attach(child.pid)
-        if not wait_for_start:
-            child.start()
         mark("cgroup_attach")
+    if network is not None:
+        network.wire(child.pid)
+        mark("network")
+    if spec["wait_for_start"] and not wait_for_start:
+        child.start()
     return state, child, spec, cgroup
 
 

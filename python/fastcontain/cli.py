@@ -19,6 +19,7 @@ from . import __version__, teardown
 from .api import run
 from .errors import FastcontainError, SpawnError
 from .image import commands as _image_commands
+from .net import cli as _netcli
 
 EXIT_RUNTIME = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_lifecycle.add_commands(commands)
     _image_commands.add_parsers(commands)  # pull, load, import, images, rmi, image ...
+    _netcli.add_parser(commands)
     return parser
 
 
@@ -69,8 +71,15 @@ def add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
                help="bind-mount the host path SRC at DST (read-only with :ro)")
     p.add_argument("--name", metavar="N", help="a unique name for the container")
-    p.add_argument("--network", default="none", metavar="none|host",
-               help="none (default): an isolated network with only lo; host: the host's network")
+    p.add_argument("--network", default="none", metavar="NETWORK",
+                   help="none (the default, unlike docker's bridge): an isolated network with only lo; "
+                   "host: the host's network; container:NAME: another container's; or a bridge network's "
+                   "name (bridge: the default one, made on first use)")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[HOSTIP:]HOSTPORT:PORT[/udp]",
+                   help="publish a container port on the host (bridge networks)")
+    p.add_argument("--ip", metavar="ADDR", help="a static IPv4 address on the bridge network")
+    p.add_argument("--dns", action="append", default=[], metavar="ADDR",
+                   help="a nameserver for /etc/resolv.conf (default: the host's)")
     add_limit_options(p)
     p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
     p.add_argument("--entrypoint", metavar="CMD", help="replace the image's entrypoint (its Cmd is then not used)")
@@ -138,6 +147,9 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "volumes": args.volume,
         "name": args.name,
         "network": args.network,
+        "ports": args.publish,
+        "ip": args.ip,
+        "dns": args.dns,
         "readonly_rootfs": args.read_only,
         "pull": args.pull,
         "cap_add": args.cap_add,
@@ -182,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
+        if args.subcommand == "network":
+            return _netcli.main(args)
         if args.subcommand != "run":
             from . import cli_lifecycle
 

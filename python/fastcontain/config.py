@@ -16,13 +16,14 @@ from typing import Mapping, Sequence, Union
 
 from .cgroups import RESOURCE_FIELDS, Resources, format_cpu_list, online_cpus, parse_cpu_list
 from .errors import ConfigError
+from .net import ports as _netopts
 
 __all__ = ["Config", "Mount", "NAMESPACES", "NETWORKS", "format_cpu_list", "online_cpus", "parse_cpu_list"]
 
 NAMESPACES = ("mount", "pid", "uts", "ipc", "net", "cgroup")
 """The namespaces a container can have, in canonical order."""
 
-NETWORKS = ("none", "host")
+NETWORKS = ("none", "host", "container:NAME", "a bridge network's name (the default one: bridge)")
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 _HOST_LABEL = re.compile(r"(?!-)[a-zA-Z0-9-]{1,63}(?<!-)\Z")
@@ -151,7 +152,12 @@ class Config:
     image's (a mapping or "KEY=VALUE" strings). `user` is "uid[:gid]" or names
     from the image's /etc/passwd and /etc/group. `volumes` are Mounts or docker
     -v strings. `network="none"` gives an isolated network namespace with only
-    `lo`; "host" shares the host's.
+    `lo`; "host" shares the host's; "container:NAME" joins a running container's;
+    any other name is a bridge network ("bridge", the default one, is made on
+    first use). With a bridge network: `ports`
+    ("[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]"), a static `ip`, `dns` servers,
+    and `egress`, an allow-list of CIDRs and peer names (None: no restriction;
+    []: nothing but replies).
 
     Limits have docker's names and values (fastcontain.cgroups.Resources):
     `memory="64m"`, `memory_swap`, `memory_reservation`, `cpus=0.5` (a CPU quota),
@@ -205,6 +211,10 @@ class Config:
     ulimits: Sequence[str] = ()
     oom_score_adj: int | None = None
     userns: object = None
+    ports: Sequence[str | _netopts.Port] = ()
+    ip: str | None = None
+    dns: Sequence[str] = ()
+    egress: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         _check_str("image", self.image)
@@ -247,12 +257,26 @@ class Config:
             raise ConfigError("namespaces", tuple(self.namespaces), "'mount' is required: the root filesystem lives in it")
         namespaces = tuple(ns for ns in NAMESPACES if ns in self.namespaces)
 
-        if self.network not in NETWORKS:
-            raise ConfigError("network", self.network, "only 'none' (isolated) and 'host'; bridge networks come later")
-        if self.network == "host":
+        mode, _ = _netopts.parse_network(self.network)
+        for name, empty in (("ports", ()), ("ip", None), ("dns", ()), ("egress", None)):
+            value = getattr(self, name)
+            if mode != "bridge" and value != empty and not (empty == () and not value):
+                raise ConfigError(name, value, f"needs a bridge network (network={self.network!r})")
+        for name in ("ports", "dns"):
+            if isinstance(getattr(self, name), (str, bytes)) or not isinstance(getattr(self, name), Sequence):
+                raise ConfigError(name, getattr(self, name), "must be a sequence")
+        _set(self, "ports", tuple(_netopts.Port.parse(p, f"ports[{i}]") for i, p in enumerate(self.ports)))
+        _set(self, "dns", tuple(_netopts.parse_address(d, f"dns[{i}]") for i, d in enumerate(self.dns)))
+        if self.ip is not None:
+            _set(self, "ip", _netopts.parse_address(self.ip, "ip"))
+        if self.egress is not None:
+            if isinstance(self.egress, (str, bytes)) or not isinstance(self.egress, Sequence):
+                raise ConfigError("egress", self.egress, "must be a sequence of CIDRs and container names")
+            _set(self, "egress", tuple(_netopts.parse_egress(e, f"egress[{i}]") for i, e in enumerate(self.egress)))
+        if mode in ("host", "container"):
             namespaces = tuple(ns for ns in namespaces if ns != "net")
         elif "net" not in namespaces:
-            raise ConfigError("network", self.network, "an isolated network needs 'net' in namespaces (or use 'host')")
+            raise ConfigError("network", self.network, "a network of its own needs 'net' in namespaces (or use 'host')")
         _set(self, "namespaces", namespaces)
 
         if self.hostname is not None:

@@ -46,6 +46,10 @@ class SpawnError(FastcontainError, OSError):
         return str(self.args[0])
 
 
+class NetworkError(FastcontainError):
+    """A network could not be created, found, wired or removed (netlink, nftables, IPAM)."""
+
+
 class CgroupError(FastcontainError):
     """A cgroup could not be made, limited, read or removed, or the host lacks a
     controller; names the controller or file, the value written and the errno."""

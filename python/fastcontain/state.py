@@ -202,7 +202,8 @@ def sweep(root: str | None = None) -> list[str]:
     removed = []
     with _root_lock(root, fcntl.LOCK_EX):
         for entry in os.scandir(root):
-            if entry.is_dir(follow_symlinks=False) and entry.name != "names" and not _live(entry.path):
+            # names/ and networks/ (fastcontain.net) are not containers
+            if entry.is_dir(follow_symlinks=False) and entry.name not in ("names", "networks") and not _live(entry.path):
                 rmtree(entry.path)
                 removed.append(entry.name)
         names = os.path.join(root, "names")

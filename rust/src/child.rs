@@ -73,6 +73,11 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
         step!(fds, Step::UsernsRoot, 0, sys::setresuid(0));
     }
 
+    // Before any mount: /sys shows the network namespace of whoever mounts it.
+    if let Some(fd) = plan.join_netns_fd {
+        step!(fds, Step::JoinNetns, 0, sys::setns(fd, libc::CLONE_NEWNET));
+    }
+
     // The root filesystem and the mounts inside it.
     step!(fds, Step::MakeRootPrivate, 0, make_root_private());
     step!(fds, Step::MountRootfs, 0, do_op(&plan.rootfs_mount));
@@ -111,6 +116,10 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     // spawn straight to execve needs no stop for the parent to write our pid.
     for (i, fd) in plan.cgroup_procs_fds.iter().enumerate() {
         step!(fds, Step::CgroupAttach, i, sys::write_all(*fd, b"0"));
+    }
+    // The parent made the interface (a veth end) while we waited.
+    if let Some(i) = &plan.interface {
+        step!(fds, Step::ConfigureInterface, 0, sys::interface_up(&i.name, i.address, i.mask, i.gateway));
     }
     if plan.late_cgroupns {
         step!(fds, Step::UnshareCgroupns, 0, sys::unshare(libc::CLONE_NEWCGROUP));

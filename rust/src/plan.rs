@@ -101,6 +101,15 @@ fn id_map(field: &str, map: &[(u32, u32, u32)]) -> Result<(Vec<u8>, u32), SpecEr
     Ok((text.into_bytes(), root))
 }
 
+/// An interface to configure after start (see spec::Interface), as the ioctls take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfacePlan {
+    pub name: [u8; 16],
+    pub address: [u8; 4],
+    pub mask: [u8; 4],
+    pub gateway: Option<[u8; 4]>,
+}
+
 /// What the child carries out.
 pub struct Plan {
     pub clone_flags: u64,
@@ -117,6 +126,8 @@ pub struct Plan {
     pub readonly_root: bool,
     pub hostname: Option<Vec<u8>>,
     pub loopback_up: bool,
+    pub join_netns_fd: Option<i32>,
+    pub interface: Option<InterfacePlan>,
     /// The cgroup namespace is made after start, once the caller has placed
     /// the child in its cgroups (as runc does), so that its root is the
     /// container's cgroup in every hierarchy, v1 ones included.
@@ -168,6 +179,7 @@ pub struct Describe {
     pub rlimits: Vec<String>,
     /// The host uid of the user namespace's root, when there is one (for EACCES hints).
     pub userns_root: Option<u32>,
+    pub interface: String,
 }
 
 impl Describe {
@@ -214,6 +226,8 @@ impl Describe {
             Step::ReadonlyRoot => (Some("/".into()), "remounting / read-only failed".into()),
             Step::Sethostname => (None, format!("sethostname({:?}) failed", self.hostname)),
             Step::LoopbackUp => (None, "bringing lo up in the new network namespace failed".into()),
+            Step::JoinNetns => (None, "joining the network namespace (setns of netns_fd or join_netns_fd) failed".into()),
+            Step::ConfigureInterface => (None, format!("configuring {} failed", self.interface)),
             Step::Chdir => (
                 Some(self.cwd.clone()),
                 format!("chdir to the working directory {} failed", self.cwd),
@@ -454,6 +468,33 @@ fn rlimit_resource(name: &str) -> Option<libc::c_int> {
     let upper = name.to_ascii_uppercase();
     let full = if upper.starts_with("RLIMIT_") { upper } else { format!("RLIMIT_{upper}") };
     RLIMITS.iter().find(|(n, _)| *n == full).map(|(_, r)| *r)
+}
+
+fn ipv4(field: &str, s: &str) -> Result<[u8; 4], SpecError> {
+    s.parse::<std::net::Ipv4Addr>()
+        .map(|a| a.octets())
+        .map_err(|_| SpecError::new(field, s, "not a dotted IPv4 address"))
+}
+
+fn interface_plan(i: &crate::spec::Interface, d: &mut Describe) -> Result<InterfacePlan, SpecError> {
+    if i.name.is_empty() || i.name.len() > 15 || i.name.contains('/') || i.name.contains('\0') {
+        return Err(SpecError::new("interface.name", i.name.clone(), "an interface name of 1 to 15 bytes"));
+    }
+    if i.prefix > 32 {
+        return Err(SpecError::new("interface.prefix", i.prefix.to_string(), "a prefix length of 0 to 32"));
+    }
+    let mut name = [0u8; 16];
+    name[..i.name.len()].copy_from_slice(i.name.as_bytes());
+    let mask = if i.prefix == 0 { 0u32 } else { u32::MAX << (32 - i.prefix as u32) };
+    let gateway = i.gateway.as_deref().map(|g| ipv4("interface.gateway", g)).transpose()?;
+    d.interface = format!(
+        "{} with {}/{}{}",
+        i.name,
+        i.address,
+        i.prefix,
+        i.gateway.as_deref().map(|g| format!(" and a default route via {g}")).unwrap_or_default()
+    );
+    Ok(InterfacePlan { name, address: ipv4("interface.address", &i.address)?, mask: mask.to_be_bytes(), gateway })
 }
 
 fn cpu_set(cpus: &[usize]) -> Result<libc::cpu_set_t, SpecError> {
@@ -712,6 +753,23 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         Some(v) => Some(v.to_string().into_bytes()),
         None => None,
     };
+    let interface = spec.interface.as_ref().map(|i| interface_plan(i, &mut d)).transpose()?;
+    if let Some(fd) = spec.join_netns_fd {
+        if fd < 0 || ns_flags & libc::CLONE_NEWNET as u64 != 0 {
+            return Err(SpecError::new(
+                "join_netns_fd",
+                fd.to_string(),
+                "an open netns descriptor, with 'net' left out of namespaces",
+            ));
+        }
+    }
+    if interface.is_some() && (!spec.wait_for_start || (ns_flags & libc::CLONE_NEWNET as u64 == 0 && spec.join_netns_fd.is_none())) {
+        return Err(SpecError::new(
+            "interface",
+            spec.interface.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
+            "an interface is made by the parent between create and start: it needs wait_for_start and a network namespace of the container's own",
+        ));
+    }
     let cap_mask = spec.capabilities.as_deref().map(|c| caps::mask("capabilities", c)).transpose()?;
     let userns = match &spec.userns {
         None => None,
@@ -742,6 +800,8 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         readonly_root: spec.readonly_rootfs,
         hostname,
         loopback_up: ns_flags & libc::CLONE_NEWNET as u64 != 0 && netns_fd.is_none(),
+        join_netns_fd: spec.join_netns_fd,
+        interface,
         late_cgroupns,
         rlimits,
         oom_score_adj,
@@ -1032,5 +1092,41 @@ mod tests {
         let mut s = spec();
         s.overlay.as_mut().unwrap().upper = "/a,b".into();
         assert_eq!(build(&s).err().unwrap().field, "overlay.upper");
+    }
+
+    #[test]
+    fn interface_is_planned_as_the_ioctls_take_it() {
+        let mut s = spec();
+        s.wait_for_start = true;
+        s.interface = Some(crate::spec::Interface {
+            name: "eth0".into(),
+            address: "172.30.1.5".into(),
+            prefix: 20,
+            gateway: Some("172.30.0.1".into()),
+        });
+        let (plan, d) = build(&s).unwrap();
+        let i = plan.interface.unwrap();
+        assert_eq!(&i.name[..5], b"eth0\0");
+        assert_eq!(i.address, [172, 30, 1, 5]);
+        assert_eq!(i.mask, [255, 255, 240, 0]);
+        assert_eq!(i.gateway, Some([172, 30, 0, 1]));
+        assert_eq!(d.interface, "eth0 with 172.30.1.5/20 and a default route via 172.30.0.1");
+        s.interface.as_mut().unwrap().address = "172.30.1".into();
+        assert_eq!(build(&s).err().unwrap().field, "interface.address");
+        s.interface.as_mut().unwrap().address = "172.30.1.5".into();
+        s.wait_for_start = false;
+        assert_eq!(build(&s).err().unwrap().field, "interface");
+    }
+
+    #[test]
+    fn joining_a_netns_leaves_out_the_new_one() {
+        let mut s = spec();
+        s.join_netns_fd = Some(5);
+        assert_eq!(build(&s).err().unwrap().field, "join_netns_fd");
+        s.namespaces.retain(|n| n != "net");
+        let (plan, _) = build(&s).unwrap();
+        assert_eq!(plan.join_netns_fd, Some(5));
+        assert!(!plan.loopback_up);
+        assert!(plan.clone_flags & libc::CLONE_NEWNET as u64 == 0);
     }
 }

@@ -16,7 +16,7 @@ use crate::errors::{Error, SpecError, Step};
 use crate::plan;
 use crate::{caps, seccomp};
 use crate::spawn as core;
-use crate::spec::{MountSpec, Overlay, Spec, Userns};
+use crate::spec::{Interface, MountSpec, Overlay, Spec, Userns};
 
 /// Convert a Rust error into the exception the Python layer defines.
 fn to_py(py: Python<'_>, err: Error) -> PyErr {
@@ -165,6 +165,21 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         rlimits: take(&mut f, "rlimits", "a list of (name, soft, hard)", Vec::new)?,
         oom_score_adj: take(&mut f, "oom_score_adj", "an int", || None)?,
         userns,
+        join_netns_fd: take(&mut f, "join_netns_fd", "an int", || None)?,
+        interface: match f.remove("interface") {
+            Some(o) if !o.is_none() => {
+                let mut i = fields(&o, "interface")?;
+                let iface = Interface {
+                    name: required(&mut i, "name", "an interface name")?,
+                    address: required(&mut i, "address", "a dotted IPv4 address")?,
+                    prefix: required(&mut i, "prefix", "a prefix length")?,
+                    gateway: take(&mut i, "gateway", "a dotted IPv4 address", || None)?,
+                };
+                no_more(i, "interface.")?;
+                Some(iface)
+            }
+            _ => None,
+        },
     };
     no_more(f, "")?;
     Ok(spec)

@@ -48,6 +48,18 @@ pub struct Userns {
     pub traverse: Vec<String>,
 }
 
+/// An interface the parent put in the container's network namespace while it
+/// waited for start (a veth end): configured by the child after start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    /// Dotted IPv4 address and prefix length.
+    pub address: String,
+    pub prefix: u8,
+    /// The default route's next hop, if any.
+    pub gateway: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
     pub argv: Vec<String>,
@@ -85,6 +97,9 @@ pub struct Spec {
     pub rlimits: Vec<(String, u64, u64)>,
     pub oom_score_adj: Option<i32>,
     pub userns: Option<Userns>,
+    /// An open network namespace to join (setns) instead of a new one ("net" not in namespaces).
+    pub join_netns_fd: Option<i32>,
+    pub interface: Option<Interface>,
 }
 
 impl Default for Spec {
@@ -121,6 +136,8 @@ impl Default for Spec {
             rlimits: Vec::new(),
             oom_score_adj: None,
             userns: None,
+            join_netns_fd: None,
+            interface: None,
         }
     }
 }

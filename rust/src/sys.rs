@@ -290,6 +290,7 @@ pub fn sethostname(name: &[u8]) -> SysResult<()> {
     check_int(unsafe { libc::sethostname(name.as_ptr() as *const c_char, name.len()) }).map(|_| ())
 }
 
+/// setns(2): join the namespace `fd` refers to (`nstype` CLONE_NEW*, or 0 for any).
 pub fn setns(fd: c_int, nstype: c_int) -> SysResult<()> {
     // SAFETY: plain integers.
     check_int(unsafe { libc::setns(fd, nstype) }).map(|_| ())
@@ -520,6 +521,75 @@ pub fn loopback_up() -> SysResult<()> {
             check_int(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req as *mut IfReq))?;
             req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
             check_int(libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut req as *mut IfReq))?;
+            Ok(())
+        })();
+        libc::close(fd);
+        r
+    }
+}
+
+#[repr(C)]
+struct IfReqAddr {
+    name: [u8; 16],
+    addr: libc::sockaddr_in,
+    _pad: [u8; 8],
+}
+
+/// `struct rtentry` of <linux/route.h> (glibc's libc crate does not define it).
+#[repr(C)]
+struct RtEntry {
+    rt_pad1: libc::c_ulong,
+    rt_dst: libc::sockaddr_in,
+    rt_gateway: libc::sockaddr_in,
+    rt_genmask: libc::sockaddr_in,
+    rt_flags: libc::c_ushort,
+    rt_pad2: libc::c_short,
+    rt_pad3: libc::c_ulong,
+    rt_pad4: *mut c_void,
+    rt_metric: libc::c_short,
+    rt_dev: *mut c_char,
+    rt_mtu: libc::c_ulong,
+    rt_window: libc::c_ulong,
+    rt_irtt: libc::c_ushort,
+}
+
+fn sockaddr_in(addr: [u8; 4]) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr) },
+        sin_zero: [0; 8],
+    }
+}
+
+/// Configure an IPv4 interface of the current network namespace with the
+/// ioctls ifconfig and route use: its address and netmask, up, then a default
+/// route via `gateway`. `name` is NUL-padded (at most 15 bytes).
+pub fn interface_up(name: &[u8; 16], addr: [u8; 4], mask: [u8; 4], gateway: Option<[u8; 4]>) -> SysResult<()> {
+    // SAFETY: a datagram socket, closed before returning; every ioctl reads or
+    // writes a live struct of the kernel's layout (ifreq: 40 bytes, rtentry).
+    unsafe {
+        let fd = check_int(libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
+        let r = (|| {
+            let mut req = IfReqAddr { name: *name, addr: sockaddr_in(addr), _pad: [0; 8] };
+            check_int(libc::ioctl(fd, libc::SIOCSIFADDR, &mut req as *mut IfReqAddr))?;
+            req.addr = sockaddr_in(mask);
+            check_int(libc::ioctl(fd, libc::SIOCSIFNETMASK, &mut req as *mut IfReqAddr))?;
+            let mut flags = IfReqAddr { name: *name, addr: std::mem::zeroed(), _pad: [0; 8] };
+            check_int(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut flags as *mut IfReqAddr))?;
+            let p = &mut flags.addr as *mut libc::sockaddr_in as *mut libc::c_short;
+            *p |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            check_int(libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut flags as *mut IfReqAddr))?;
+            if let Some(gw) = gateway {
+                let mut dev = *name;
+                let mut rt: RtEntry = std::mem::zeroed();
+                rt.rt_dst = sockaddr_in([0; 4]);
+                rt.rt_genmask = sockaddr_in([0; 4]);
+                rt.rt_gateway = sockaddr_in(gw);
+                rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
+                rt.rt_dev = dev.as_mut_ptr() as *mut c_char;
+                check_int(libc::ioctl(fd, libc::SIOCADDRT, &mut rt as *mut RtEntry))?;
+            }
             Ok(())
         })();
         libc::close(fd);

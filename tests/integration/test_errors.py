@@ -61,7 +61,8 @@ def test_workdir_that_is_not_a_directory():
         ("volumes", ["no-colon"]),
         ("volumes", ["/tmp:relative-target"]),
         ("namespaces", ("mount", "nosuch")),
-        ("network", "bridge"),
+        ("network", "container:"),
+        ("ports", ["80"]),
         ("user", "-5"),
     ],
 )

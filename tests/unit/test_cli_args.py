@@ -94,7 +94,8 @@ def test_error_status_like_docker(error: BaseException, status: int) -> None:
     ("argv", "message"),
     [
         (["run", "-w", "relative", "busybox", "true"], "fastcontain: invalid workdir='relative'"),
-        (["run", "--network", "bridge", "busybox"], "bridge networks come later"),
+        (["run", "--network", "container:", "busybox"], "container:NAME needs the name"),
+        (["run", "-p", "80", "--network", "bridge", "busybox"], "fastcontain: invalid ports[0]='80'"),
         (["run", "--hostname", "bad_name", "busybox"], "fastcontain: invalid hostname='bad_name'"),
         (["run", "-v", "data:/data", "busybox"], "'data'"),
         (["run", "--cpuset-cpus", "4096", "busybox"], "fastcontain: invalid cpuset_cpus='4096'"),
@@ -125,7 +126,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "none (default): an isolated network with only lo" in text
+    assert "none (the default, unlike docker's bridge): an isolated network with only lo" in text
     assert "removed when it exits, with or without --rm" in text
     assert "128+N" in text and "125" in text
 

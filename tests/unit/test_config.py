@@ -177,13 +177,27 @@ def test_namespaces_are_checked_and_put_in_canonical_order() -> None:
     assert error(namespaces="mount").field == "namespaces"
 
 
-def test_network_host_drops_the_net_namespace_and_bridge_comes_later() -> None:
+def test_network_modes_and_their_options() -> None:
     assert "net" not in Config("busybox", network="host").namespaces
-    assert "net" in Config("busybox").namespaces
-    e = error(network="bridge")
-    assert (e.field, e.value) == ("network", "bridge") and "bridge networks come later" in e.reason
+    assert "net" not in Config("busybox", network="container:web").namespaces
+    assert "net" in Config("busybox").namespaces and "net" in Config("busybox", network="bridge").namespaces
+    e = error(network="container:")
+    assert (e.field, e.value) == ("network", "container:") and "container:NAME" in e.reason
     e = error(network="none", namespaces=("mount", "pid"))
     assert e.field == "network" and "'net'" in e.reason
+    c = Config("busybox", network="backend", ports=["8080:80", "127.0.0.1:53:53/udp"], ip="10.1.0.9",
+               dns=["10.0.0.53"], egress=["10.1.0.0/24", "db", "10.2.0.7"])
+    assert [str(p) for p in c.ports] == ["8080:80/tcp", "127.0.0.1:53:53/udp"]
+    assert c.egress == ("10.1.0.0/24", "db", "10.2.0.7/32") and c.ip == "10.1.0.9" and c.dns == ("10.0.0.53",)
+    assert error(ports=["8080:80"]).field == "ports"  # network none: nothing to publish on
+    assert error(network="host", egress=[]).field == "egress"
+    for bad, field in ((["80"], "ports[0]"), (["x:80"], "ports[0]"), (["1:70000"], "ports[0]"),
+                       (["1:2/sctp"], "ports[0]"), (["1.2.3:1:2"], "ports[0]")):
+        assert error(network="b", ports=bad).field == field
+    assert error(network="b", ip="10.1.0").field == "ip"
+    assert error(network="b", dns=["localhost"]).field == "dns[0]"
+    assert error(network="b", egress="10.0.0.0/8").field == "egress"
+    assert error(network="b", egress=["-x"]).field == "egress[0]"
 
 
 def test_other_fields_are_type_checked() -> None:

@@ -1,0 +1,68 @@
+"""Per-container cost of each network mode: /bin/true from the same busybox rootfs as
+bench_spawn, with network none (the default: its own netns with lo up), host, a bridge
+network (veth in one netlink call, eth0 set by the child, lease, DNS files), a bridge
+network with a published port (one nftables map element in, one out), and joining a
+running bridged container's netns (container:NAME), which is what a pool of namespaces
+prepared ahead of time would cost. Each bench records its median's ratio to none's
+(`ratio_to_none` in its extra_info: none runs first); the table shows them against the fastest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fastcontain
+from fastcontain import net
+
+MODES = ("none", "host", "bridge", "bridge+port", "join")
+_medians: dict[str, float] = {}
+
+
+@pytest.fixture
+def network() -> Iterator[net.Network]:
+    n = net.create(f"fcbench{os.getpid() % 100000}", subnet="10.213.254.0/24")
+    try:
+        yield n
+    finally:
+        net.remove(n.name)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_network_mode(benchmark: Any, mode: str, rootfs: Path, network: net.Network) -> None:
+    benchmark.group = "network mode, /bin/true"
+    image = str(rootfs)
+    options: dict[str, Any] = {"network": network.name if mode.startswith("bridge") else mode}
+    if mode == "bridge+port":
+        options["ports"] = ["18555:80"]
+    keeper = None
+    if mode == "join":
+        keeper = fastcontain.Container.create("busybox", ["sleep", "600"], network=network.name, name="fcbenchpool")
+        keeper.start()
+        options["network"] = "container:fcbenchpool"
+    try:
+        probe = fastcontain.run(image, ["sh", "-c", "cat /sys/class/net/*/operstate | wc -l; ip -4 route"],
+                                capture_output=True, text=True, check=True, **options)
+        links, *routes = probe.stdout.splitlines()
+        if mode in ("bridge", "bridge+port", "join"):
+            assert links.strip() == "2" and routes[0].startswith(f"default via {network.gateway}"), probe.stdout
+        elif mode == "none":
+            assert links.strip() == "1" and routes == [], probe.stdout
+        benchmark.extra_info.update({"mode": mode, "correct": True})
+
+        def run() -> None:
+            r = fastcontain.run(image, ["/bin/true"], **options)
+            assert r.returncode == 0, r
+
+        benchmark(run)
+        if benchmark.stats:
+            _medians[mode] = benchmark.stats.stats.median
+            if "none" in _medians:
+                benchmark.extra_info["ratio_to_none"] = round(_medians[mode] / _medians["none"], 2)
+    finally:
+        if keeper is not None:
+            keeper.remove(force=True)
