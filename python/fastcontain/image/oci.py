@@ -10,6 +10,7 @@ the uncompressed digest (the config's diff_id) match.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -338,7 +339,7 @@ def _from_manifest(
             raise ImageError(f"{where}: a layer descriptor without a digest")
         path = _blob_path(digest)
         layers.append(LayerSource(
-            open=lambda path=path: files.open(path), blob=digest, size=desc.get("size"), diff_id=diff_id,
+            open=functools.partial(files.open, path), blob=digest, size=desc.get("size"), diff_id=diff_id,
             name=digest,
         ))
     return record_image(store, config_bytes, layers, tags=tags, source=where, manifest=manifest, progress=progress)
@@ -373,7 +374,7 @@ def load_docker_archive(
             parts = path.split("/")
             blob = f"sha256:{parts[2]}" if len(parts) == 3 and parts[:2] == ["blobs", "sha256"] else None
             layers.append(LayerSource(
-                open=lambda path=path: files.open(path), blob=blob, size=files.size(path), diff_id=diff_id, name=path,
+                open=functools.partial(files.open, path), blob=blob, size=files.size(path), diff_id=diff_id, name=path,
             ))
         tags = tuple(_reference.parse(t).tagged() for t in entry.get("RepoTags") or [])
         if name:

@@ -95,7 +95,7 @@ class DigestReader(io.RawIOBase):
 
 def decompressed(raw: IO[bytes], what: str) -> IO[bytes]:
     """`raw` read through gzip or zstd when its first bytes say so, else as it is."""
-    buffered = io.BufferedReader(raw, _CHUNK) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type]
+    buffered = io.BufferedReader(raw, _CHUNK) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type,type-var]
     magic = buffered.peek(4)[:4]
     if magic[:2] == _GZIP:
         return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
