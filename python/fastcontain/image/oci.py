@@ -307,11 +307,11 @@ def load_layout(
         # The layout's index is itself a multi-platform list: one image, for our platform.
         entries = [choose(entries, platform, f"{where}: index.json")]
     elif select is not None or (wanted_ref is not None and len(entries) > 1):
-        tags = (select,) if select is not None else (wanted_ref.tag or "latest", name)  # type: ignore[union-attr]
-        named = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) in tags]
+        wanted = [select] if select is not None else [wanted_ref.tag or "latest", str(name)]  # type: ignore[union-attr]
+        named = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) in wanted]
         if len(named) != 1:
             refs = ", ".join(str((d.get("annotations") or {}).get(REF_NAME)) for d in entries)
-            raise ImageError(f"{where} holds {len(entries)} image(s) ({refs}): none or several are tagged {tags[0]!r}")
+            raise ImageError(f"{where} holds {len(entries)} image(s) ({refs}): none or several are tagged {wanted[0]!r}")
         entries = named
     out = []
     for desc in entries:
