@@ -248,6 +248,8 @@ class Unpacker:
                 tar = tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK)  # type: ignore[call-overload]
             except tarfile.ReadError as e:
                 raise ImageError(f"layer {self.layer}: not a tar archive ({e})") from None
+            except CORRUPT as e:
+                raise ImageError(f"layer {self.layer}: its compressed data is corrupt ({e}); the layer was not kept") from None
             member = None
             try:
                 members = iter(tar)
