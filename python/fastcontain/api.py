@@ -89,6 +89,7 @@ def _launch(
     goes on `stack`. On v2 the child is born in its cgroup (CLONE_INTO_CGROUP); v1
     controllers (hybrid and v1 hosts) get its pid while it waits for start."""
     from . import _native  # imported on first use: the rest of the package works without it
+    hold = stack.enter_context(_image.gc_hold())  # no garbage collection until its layers are noted
     image = _image.resolve(config.image, pull=config.pull)
     paths = _state.Paths(os.path.abspath(_state.default_root()), id)
     spec = _spec.compile(config, image, paths, (-1, -1, -1), wait_for_start=wait_for_start)
@@ -98,6 +99,7 @@ def _launch(
     spec["cgroup_fd"] = cgroup.fd
     spec["wait_for_start"] = wait_for_start or cgroup.needs_attach
     _image.record_use(image, paths.dir)  # garbage collection keeps its layers while it lives
+    hold.release()
     spec["stdio"] = list(stdio(paths))
     child = _native.spawn(spec)
     stack.callback(child.close)

@@ -117,3 +117,19 @@ def test_config_checks_entrypoint_and_pull() -> None:
         Config(image="x", pull="sometimes")
     with pytest.raises(ConfigError, match="entrypoint"):
         Config(image="x", entrypoint=42)  # type: ignore[arg-type]
+
+
+def test_garbage_collection_waits_while_a_container_resolves(tmp_path: Path) -> None:
+    import threading
+
+    from fastcontain.image import gc_hold
+    from fastcontain.image.layers import LayerStore
+
+    store = LayerStore(str(tmp_path / "fastcontain-store"))
+    done = threading.Event()
+    with gc_hold(store.path):
+        t = threading.Thread(target=lambda: (store.gc(set), done.set()))
+        t.start()
+        assert not done.wait(0.3)  # blocked: the layers a starting container resolved are safe
+    t.join(10)
+    assert done.is_set()

@@ -19,6 +19,7 @@ reference.py (image names), commands.py (the image CLI verbs).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
@@ -160,6 +161,33 @@ def _stored(name: str, store: str, pull: str, insecure: bool | Iterable[str]) ->
             "pull, load or import adds them; run with pull='missing' to pull it)"
         )
     return from_record(record, layer_store)
+
+
+class _GcHold:
+    """A shared lock on the store's gc.lock, from resolving an image until its layers are
+    noted in the container's state dir, so `prune` cannot remove them in between."""
+
+    def __init__(self, store: str) -> None:
+        self.fd = -1
+        path = os.path.join(store, "gc.lock")
+        if os.path.isdir(os.path.join(store, "layers")):  # a store with layers (else nothing to hold)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> _GcHold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def gc_hold(store: str | None = None) -> _GcHold:
+    return _GcHold(store or default_store())
 
 
 def record_use(image: Image, container_dir: str) -> None:
