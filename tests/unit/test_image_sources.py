@@ -133,3 +133,15 @@ def test_garbage_collection_waits_while_a_container_resolves(tmp_path: Path) -> 
         assert not done.wait(0.3)  # blocked: the layers a starting container resolved are safe
     t.join(10)
     assert done.is_set()
+
+
+def test_too_many_layers_for_one_overlay_mount_is_a_clear_error(tmp_path: Path) -> None:
+    from fastcontain.image import from_record
+    from fastcontain.image.layers import ImageRecord, LayerStore
+
+    store = LayerStore(str(tmp_path / "fastcontain-store"))
+    record = ImageRecord(id="sha256:" + "1" * 64, config={}, layers=tuple(f"sha256:{i:064x}" for i in range(60)),
+                         tags=("docker.io/fc/tall:1",))
+    with pytest.raises(ImageError, match=r"image 'fc/tall:1' has 60 layers: their overlayfs lowerdir list is \d+ bytes"):
+        from_record(record, store)
+    assert len(from_record(ImageRecord(id=record.id, config={}, layers=record.layers[:20]), store).layers) == 20

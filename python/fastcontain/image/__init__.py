@@ -34,6 +34,7 @@ from .store import DEFAULT_PATH, default_store
 __all__ = ["Image", "resolve", "default_store", "EMBEDDED", "DEFAULT_PATH", "PULL_POLICIES"]
 
 PULL_POLICIES = ("never", "missing", "always")
+MAX_LOWERDIR = 3800  # of the 4096-byte page overlayfs' mount options get, leaving room for upper and work
 USE_FILE = "image.json"  # in a container's state dir: the layers it mounts (for garbage collection)
 
 EMBEDDED = ("busybox", "host")
@@ -125,9 +126,16 @@ def from_record(record: Any, layer_store: Any) -> Image:
     c = record.config.get("config") or {}
     name = short(record.tags[0]) if record.tags else record.id
     env = tuple(e for e in (c.get("Env") or ()) if isinstance(e, str) and "=" in e)
+    layers = tuple(layer_store.layer_root(d) for d in reversed(record.layers))
+    lowerdir = len(":".join(layers))
+    if lowerdir > MAX_LOWERDIR:
+        raise ImageError(
+            f"image {name!r} has {len(layers)} layers: their overlayfs lowerdir list is {lowerdir} bytes, more than "
+            f"fits in the kernel's one-page mount options (about {MAX_LOWERDIR}); a shorter FASTCONTAIN_STORE path helps"
+        )
     return Image(
         name=name,
-        layers=tuple(layer_store.layer_root(d) for d in reversed(record.layers)),
+        layers=layers,
         env=env or (f"PATH={DEFAULT_PATH}",),
         cmd=tuple(c.get("Cmd") or ()),
         entrypoint=tuple(c.get("Entrypoint") or ()),
