@@ -276,3 +276,34 @@ def test_concurrent_loads_of_one_image(built: imagetools.Built, store: Path) -> 
     assert len([n for n in os.listdir(store / "layers") if not n.startswith(".")]) == 4
     assert sorted(images.get(loaded[0].id).tags) == sorted(f"docker.io/fc/race:{i}" for i in range(4))
     assert probe("fc/race:2") == EXPECTED
+
+
+def test_progress_bars_on_a_terminal_and_quiet_otherwise(built: imagetools.Built, store: Path, tmp_path: Path) -> None:
+    import pty
+
+    archive = imagetools.docker_archive(built.layout, "layers", tmp_path / "p.tar", "fc/progress:1")
+    argv = [sys.executable, "-m", "fastcontain", "load", "-i", str(archive)]
+    quiet = subprocess.run(argv, capture_output=True, text=True, timeout=LIMIT)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "Loaded image: fc/progress:1\n", "")
+    images.remove("fc/progress:1")
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=LIMIT)
+        os.close(slave)
+        slave = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert r.returncode == 0 and r.stdout == "Loaded image: fc/progress:1\n"
+    text = drawn.decode(errors="replace")
+    assert "100%" in text and "B/s" in text, text  # tqdm's bar: bytes, percentage and rate
