@@ -104,6 +104,7 @@ def _launch(
     A `state`, `cgroup` or `netns_fd` made ahead (Pool) is used, and stays the caller's (_adopt)."""
     from . import _native  # imported on first use: the rest of the package works without it
     mark = phases.mark if phases is not None else (lambda _: None)
+    hold = stack.enter_context(_image.gc_hold())  # no garbage collection until its layers are noted
     image = _prepared.resolve(config.image, pull=config.pull)
     mark("resolve")
     paths = state.paths if state is not None else _state.Paths(os.path.abspath(_state.default_root()), id)
@@ -133,6 +134,7 @@ def _launch(
     if network is not None:
         stack.callback(network.release)  # after the child is killed and reaped (below)
         network.amend(spec)
+    hold.release()
     spec["stdio"] = list(stdio(paths))
     if netns_fd is not None and "net" in config.namespaces and config.network == "none" and config.userns is None:
         spec["netns_fd"] = netns_fd  # made ahead with lo up: the child joins it

@@ -127,13 +127,14 @@ def _key(ref: str) -> str:
 
 
 def load(
-    path: str, name: str | None = None, *, platform: str | None = None, progress: Progress | None = None,
-    store: str | None = None,
+    path: str, name: str | None = None, *, ref: str | None = None, platform: str | None = None,
+    progress: Progress | None = None, store: str | None = None,
 ) -> builtins.list[Image]:
     """Load an OCI image layout (directory or tar) or a `docker save` archive; its images.
-    `name` tags the image (for an OCI layout, the entry whose ref.name is its tag)."""
+    `name` tags the image. For an OCI layout holding several, `ref` picks the entry by its
+    ref.name annotation (by default, the one named like `name`'s tag)."""
     s = _store(store)
-    return [_image(s, r) for r in _oci.load(s, path, name=name, platform=platform, progress=progress)]
+    return [_image(s, r) for r in _oci.load(s, path, name=name, platform=platform, progress=progress, select=ref)]
 
 
 def import_rootfs(

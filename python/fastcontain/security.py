@@ -729,6 +729,18 @@ def check_userns_support() -> None:
         raise ConfigError("userns", None, "rootless use (fastcontain run by a non-root user) is not supported yet")
 
 
+def _copy_node(src: str, dst: str) -> None:
+    """copytree's copy: device nodes and fifos (overlayfs whiteouts are 0/0 character
+    devices in stored image layers) are made anew, not opened and read."""
+    import shutil
+
+    st = os.lstat(src)
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+        os.mknod(dst, st.st_mode, st.st_rdev)
+        return
+    shutil.copy2(src, dst)
+
+
 def shifted_layer(layer: str, userns: Userns, store: str) -> str:
     """A copy of an image layer with every owner shifted into the mapping, cached in the
     store (fallback for idmapped mounts): the container's root sees its files as its own."""
@@ -746,7 +758,7 @@ def shifted_layer(layer: str, userns: Userns, store: str) -> str:
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=base)
     try:
         root = os.path.join(tmp, "rootfs")
-        shutil.copytree(layer, root, symlinks=True)
+        shutil.copytree(layer, root, symlinks=True, copy_function=_copy_node)
         for dirpath, dirnames, filenames in os.walk(root):
             for name in [*dirnames, *filenames, None]:
                 p = dirpath if name is None else os.path.join(dirpath, name)

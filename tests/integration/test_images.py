@@ -238,3 +238,72 @@ def test_run_from_the_cli_with_a_stored_image(built: imagetools.Built, store: Pa
     r = subprocess.run([sys.executable, "-m", "fastcontain", "run", "fc/busybox:entry", "from-cli"],
                        capture_output=True, text=True, timeout=LIMIT)
     assert (r.returncode, r.stdout) == (0, "entry from-cli\n"), r.stderr
+
+
+def test_a_tampered_blob_is_refused_by_name_and_nothing_is_kept(built: imagetools.Built, store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    layout = tmp_path / "tampered"
+    shutil.copytree(built.layout, layout)
+    manifest = images_manifest(layout, "layers")
+    victim = manifest["layers"][-1]["digest"]
+    blob = layout / "blobs" / "sha256" / victim.partition(":")[2]
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=f"{victim}"):
+        images.load(str(layout), "fc/tampered:1", ref="layers")
+    kept = [n for n in os.listdir(store / "layers") if not n.startswith(".lock-")]
+    assert len(kept) == 3 and images.list() == []  # the three intact layers, no image, nothing of the bad one
+    config = layout / "blobs" / "sha256" / manifest["config"]["digest"].partition(":")[2]
+    config.write_text(config.read_text().replace("amd64", "arm64"))
+    with pytest.raises(ImageError, match=f"image config {manifest['config']['digest']}: its content has digest"):
+        images.load(str(layout), "fc/tampered:1", ref="layers")
+
+
+def images_manifest(layout: Path, tag: str) -> dict[str, object]:
+    index = json.loads((layout / "index.json").read_text())
+    [desc] = [m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag]
+    return json.loads((layout / "blobs" / "sha256" / desc["digest"].partition(":")[2]).read_text())  # type: ignore[no-any-return]
+
+
+def test_concurrent_loads_of_one_image(built: imagetools.Built, store: Path) -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(lambda i: images.load(str(built.layout), f"fc/race:{i}", ref="layers")[0], range(4)))
+    assert len({i.id for i in loaded}) == 1
+    assert len([n for n in os.listdir(store / "layers") if not n.startswith(".")]) == 4
+    assert sorted(images.get(loaded[0].id).tags) == sorted(f"docker.io/fc/race:{i}" for i in range(4))
+    assert probe("fc/race:2") == EXPECTED
+
+
+def test_progress_bars_on_a_terminal_and_quiet_otherwise(built: imagetools.Built, store: Path, tmp_path: Path) -> None:
+    import pty
+
+    archive = imagetools.docker_archive(built.layout, "layers", tmp_path / "p.tar", "fc/progress:1")
+    argv = [sys.executable, "-m", "fastcontain", "load", "-i", str(archive)]
+    quiet = subprocess.run(argv, capture_output=True, text=True, timeout=LIMIT)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "Loaded image: fc/progress:1\n", "")
+    images.remove("fc/progress:1")
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=LIMIT)
+        os.close(slave)
+        slave = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert r.returncode == 0 and r.stdout == "Loaded image: fc/progress:1\n"
+    text = drawn.decode(errors="replace")
+    assert "100%" in text and "B/s" in text, text  # tqdm's bar: bytes, percentage and rate

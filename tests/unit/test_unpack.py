@@ -276,3 +276,15 @@ def test_not_a_tar_and_a_truncated_tar(store: LayerStore) -> None:
     with pytest.raises(ImageError, match="layer cut: .*(broken tar|unexpected end)"):
         add(store, tar[:50_000], name="cut")
     nothing_kept(store)
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.95])
+def test_a_corrupt_gzip_layer_names_the_blob(store: LayerStore, where: float) -> None:
+    import random
+
+    tar = make_tar(*[entry(f"f{i}", data=random.Random(i).randbytes(3000)) for i in range(30)])
+    blob = bytearray(gzip.compress(tar))
+    blob[int(len(blob) * where)] ^= 0xFF
+    with pytest.raises(ImageError, match=f"blob {digest(bytes(blob))}|layer {digest(bytes(blob))}"):
+        add(store, bytes(blob), diff_id=digest(tar), blob=digest(bytes(blob)), size=len(blob), name=digest(bytes(blob)))
+    nothing_kept(store)

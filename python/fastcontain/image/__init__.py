@@ -19,6 +19,7 @@ reference.py (image names), commands.py (the image CLI verbs).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
@@ -33,6 +34,7 @@ from .store import DEFAULT_PATH, default_store
 __all__ = ["Image", "resolve", "default_store", "EMBEDDED", "DEFAULT_PATH", "PULL_POLICIES"]
 
 PULL_POLICIES = ("never", "missing", "always")
+MAX_LOWERDIR = 3800  # of the 4096-byte page overlayfs' mount options get, leaving room for upper and work
 USE_FILE = "image.json"  # in a container's state dir: the layers it mounts (for garbage collection)
 
 EMBEDDED = ("busybox", "host")
@@ -124,9 +126,16 @@ def from_record(record: Any, layer_store: Any) -> Image:
     c = record.config.get("config") or {}
     name = short(record.tags[0]) if record.tags else record.id
     env = tuple(e for e in (c.get("Env") or ()) if isinstance(e, str) and "=" in e)
+    layers = tuple(layer_store.layer_root(d) for d in reversed(record.layers))
+    lowerdir = len(":".join(layers))
+    if lowerdir > MAX_LOWERDIR:
+        raise ImageError(
+            f"image {name!r} has {len(layers)} layers: their overlayfs lowerdir list is {lowerdir} bytes, more than "
+            f"fits in the kernel's one-page mount options (about {MAX_LOWERDIR}); a shorter FASTCONTAIN_STORE path helps"
+        )
     return Image(
         name=name,
-        layers=tuple(layer_store.layer_root(d) for d in reversed(record.layers)),
+        layers=layers,
         env=env or (f"PATH={DEFAULT_PATH}",),
         cmd=tuple(c.get("Cmd") or ()),
         entrypoint=tuple(c.get("Entrypoint") or ()),
@@ -160,6 +169,33 @@ def _stored(name: str, store: str, pull: str, insecure: bool | Iterable[str]) ->
             "pull, load or import adds them; run with pull='missing' to pull it)"
         )
     return from_record(record, layer_store)
+
+
+class _GcHold:
+    """A shared lock on the store's gc.lock, from resolving an image until its layers are
+    noted in the container's state dir, so `prune` cannot remove them in between."""
+
+    def __init__(self, store: str) -> None:
+        self.fd = -1
+        path = os.path.join(store, "gc.lock")
+        if os.path.isdir(os.path.join(store, "layers")):  # a store with layers (else nothing to hold)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> _GcHold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def gc_hold(store: str | None = None) -> _GcHold:
+    return _GcHold(store or default_store())
 
 
 def record_use(image: Image, container_dir: str) -> None:

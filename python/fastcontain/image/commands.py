@@ -36,13 +36,20 @@ def _progress(args: argparse.Namespace) -> tuple[Callable[[str, int, int | None]
     from tqdm import tqdm
 
     bars: dict[str, Any] = {}
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+        width, height = size.columns, size.lines
+    except OSError:
+        width = height = 0
+    # A terminal that reports no size (a fresh pty) still gets bars: tqdm draws none in 0 rows.
+    width, height = width or 80, height or 24
 
     def update(what: str, done: int, total: int | None) -> None:
         bar = bars.get(what)
         if bar is None:
             label = what.partition(":")[2][:12] if what.startswith("sha256:") else os.path.basename(what)[:24]
             bar = bars[what] = tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
-                                    file=sys.stderr, leave=True, dynamic_ncols=True)
+                                    file=sys.stderr, leave=True, ncols=width, nrows=height)
         bar.update(done - bar.n)
 
     def close() -> None:

@@ -10,6 +10,7 @@ the uncompressed digest (the config's diff_id) match.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -289,7 +290,8 @@ def _image_names(desc: dict[str, Any]) -> list[str]:
 
 
 def load_layout(
-    store: LayerStore, files: Files, where: str, *, name: str | None, platform: str, progress: Progress | None
+    store: LayerStore, files: Files, where: str, *, name: str | None, platform: str, progress: Progress | None,
+    select: str | None = None,
 ) -> list[ImageRecord]:
     if not files.exists("oci-layout"):
         raise ImageError(f"{where}: no oci-layout file: not an OCI image layout")
@@ -304,12 +306,12 @@ def load_layout(
     if any(_platform_of(d) is not None for d in entries):
         # The layout's index is itself a multi-platform list: one image, for our platform.
         entries = [choose(entries, platform, f"{where}: index.json")]
-    elif wanted_ref is not None and len(entries) > 1:
-        tag = wanted_ref.tag or "latest"
-        named = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) in (tag, name)]
+    elif select is not None or (wanted_ref is not None and len(entries) > 1):
+        wanted = [select] if select is not None else [wanted_ref.tag or "latest", str(name)]  # type: ignore[union-attr]
+        named = [d for d in entries if (d.get("annotations") or {}).get(REF_NAME) in wanted]
         if len(named) != 1:
             refs = ", ".join(str((d.get("annotations") or {}).get(REF_NAME)) for d in entries)
-            raise ImageError(f"{where} holds {len(entries)} images ({refs}): none or several are tagged {tag!r}")
+            raise ImageError(f"{where} holds {len(entries)} image(s) ({refs}): none or several are tagged {wanted[0]!r}")
         entries = named
     out = []
     for desc in entries:
@@ -338,7 +340,7 @@ def _from_manifest(
             raise ImageError(f"{where}: a layer descriptor without a digest")
         path = _blob_path(digest)
         layers.append(LayerSource(
-            open=lambda path=path: files.open(path), blob=digest, size=desc.get("size"), diff_id=diff_id,
+            open=functools.partial(files.open, path), blob=digest, size=desc.get("size"), diff_id=diff_id,
             name=digest,
         ))
     return record_image(store, config_bytes, layers, tags=tags, source=where, manifest=manifest, progress=progress)
@@ -373,7 +375,7 @@ def load_docker_archive(
             parts = path.split("/")
             blob = f"sha256:{parts[2]}" if len(parts) == 3 and parts[:2] == ["blobs", "sha256"] else None
             layers.append(LayerSource(
-                open=lambda path=path: files.open(path), blob=blob, size=files.size(path), diff_id=diff_id, name=path,
+                open=functools.partial(files.open, path), blob=blob, size=files.size(path), diff_id=diff_id, name=path,
             ))
         tags = tuple(_reference.parse(t).tagged() for t in entry.get("RepoTags") or [])
         if name:
@@ -384,7 +386,7 @@ def load_docker_archive(
 
 def load(
     store: LayerStore, path: str, *, name: str | None = None, platform: str | None = None,
-    progress: Progress | None = None,
+    progress: Progress | None = None, select: str | None = None,
 ) -> list[ImageRecord]:
     """Load every image of a docker archive or OCI layout (dir or tar) into the store."""
     files = open_files(path)
@@ -393,7 +395,8 @@ def load(
             if files.exists("manifest.json"):
                 return load_docker_archive(store, files, path, name=name, progress=progress)
             if files.exists("index.json"):
-                return load_layout(store, files, path, name=name, platform=platform or host_platform(), progress=progress)
+                return load_layout(store, files, path, name=name, platform=platform or host_platform(), progress=progress,
+                                   select=select)
             raise ImageError(f"{path}: neither a docker archive (manifest.json) nor an OCI layout (index.json)")
     finally:
         files.close()

@@ -15,6 +15,7 @@ straight into the layer store's unpacker and verified there (digest, size, diff_
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -243,7 +244,7 @@ def pull(
         if desc.get("mediaType") not in _oci.LAYER_TYPES:
             raise ImageError(f"{parsed}: layer {desc.get('digest')} has the unsupported media type {desc.get('mediaType')!r}")
         layers.append(_oci.LayerSource(
-            open=lambda d=desc["digest"]: client.blob(d), blob=desc["digest"], size=desc.get("size"),
+            open=functools.partial(client.blob, desc["digest"]), blob=desc["digest"], size=desc.get("size"),
             diff_id=diff_id, name=desc["digest"],
         ))
     tags = (parsed.tagged(),) if parsed.tag or not parsed.digest else ()

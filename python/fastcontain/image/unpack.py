@@ -28,6 +28,7 @@ import os
 import shutil
 import stat
 import tarfile
+import zlib
 from dataclasses import dataclass
 from typing import IO, BinaryIO, Callable
 
@@ -45,6 +46,21 @@ OPAQUE = ".wh..wh..opq"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+
+
+def _corrupt_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
+    try:
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    except ImportError:  # pragma: no cover
+        pass
+    return errors
+
+
+CORRUPT = _corrupt_errors()
+"""What a decompressor raises on damaged data."""
 
 
 @dataclass
@@ -95,7 +111,7 @@ class DigestReader(io.RawIOBase):
 
 def decompressed(raw: IO[bytes], what: str) -> IO[bytes]:
     """`raw` read through gzip or zstd when its first bytes say so, else as it is."""
-    buffered = io.BufferedReader(raw, _CHUNK) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type]
+    buffered = io.BufferedReader(raw, _CHUNK) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type,type-var]
     magic = buffered.peek(4)[:4]
     if magic[:2] == _GZIP:
         return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
@@ -232,6 +248,8 @@ class Unpacker:
                 tar = tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK)  # type: ignore[call-overload]
             except tarfile.ReadError as e:
                 raise ImageError(f"layer {self.layer}: not a tar archive ({e})") from None
+            except CORRUPT as e:
+                raise ImageError(f"layer {self.layer}: its compressed data is corrupt ({e}); the layer was not kept") from None
             member = None
             try:
                 members = iter(tar)
@@ -251,6 +269,8 @@ class Unpacker:
                     self.complete = True
             except _Refused as e:
                 raise self.error(member.name if member else "?", e.reason) from None
+            except CORRUPT as e:
+                raise ImageError(f"layer {self.layer}: its compressed data is corrupt ({e}); the layer was not kept") from None
             except tarfile.TarError as e:
                 where = f"after entry {member.name!r}" if member else "at its start"
                 raise ImageError(f"layer {self.layer}: a broken tar archive {where}: {e}") from None
@@ -410,7 +430,10 @@ def open_verified(
     reader = io.BufferedReader(inner, _CHUNK)
 
     def finish() -> str:
-        inner.verify()
+        try:
+            inner.verify()
+        except CORRUPT as e:
+            raise ImageError(f"{what} (blob {blob or 'unnamed'}): its compressed data is corrupt ({e})") from None
         outer.verify()
         return inner.actual
 
