@@ -80,6 +80,13 @@ pub struct Spec {
     pub rlimits: Vec<(String, u64, u64)>,
     pub oom_score_adj: Option<i32>,
     pub userns: Option<Userns>,
+    /// Run a minimal init as PID 1 that spawns the command, reaps zombies and forwards signals.
+    pub init: bool,
+    /// stdio is a terminal: the command gets a new session with fd 0 as its controlling terminal.
+    pub tty: bool,
+    /// exec: a pidfd of a running container's init whose `namespaces` the
+    /// process joins; rootfs, mounts and the rest of the set-up are not used.
+    pub join: Option<i32>,
 }
 
 impl Default for Spec {
@@ -114,6 +121,9 @@ impl Default for Spec {
             rlimits: Vec::new(),
             oom_score_adj: None,
             userns: None,
+            init: false,
+            tty: false,
+            join: None,
         }
     }
 }
