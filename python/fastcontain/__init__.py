@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .api import CompletedProcess, Container, create, run
     from .config import Config, Mount
+    from .result import Result
     from .errors import (
         CalledProcessError,
         CgroupError,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 # needs none of this; importing the API and importlib.metadata costs ~65 ms.
 _LAZY = {
     "run": "api", "create": "api", "Container": "api", "CompletedProcess": "api", "Config": "config",
-    "Mount": "config",
+    "Mount": "config", "Result": "result",
     **{name: "errors" for name in ("FastcontainError", "ConfigError", "ImageError", "SpawnError", "CgroupError",
                                    "ContainerError", "TimeoutExpired", "CalledProcessError")},
 }
@@ -65,6 +66,7 @@ __all__ = [
     "CompletedProcess",
     "Config",
     "Mount",
+    "Result",
     "FastcontainError",
     "ConfigError",
     "ImageError",

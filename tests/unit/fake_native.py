@@ -66,6 +66,10 @@ class Child:
         return self.proc.returncode if self.proc else None
 
     @property
+    def usage(self) -> dict[str, float] | None:
+        return None if self.returncode is None else {"utime": 0.0, "stime": 0.0, "maxrss": 0}
+
+    @property
     def started(self) -> bool:
         return self.proc is not None
 
