@@ -426,6 +426,7 @@ class Container:
         self._spec: dict[str, Any] = {}
         self._started_at: float | None = None
         self._own_peak = 0
+        self._execs: list[_native.Child] = []
         self._ended_at: float | None = None
         self.id = _state.new_id()
         self._status = "new"
@@ -535,12 +536,65 @@ class Container:
             return self._returncode
         if status not in ("running", "exited") or self._child is None:
             raise ContainerError(f"container {self.id} is {status}: wait needs a started container")
-        if _wait_exit(self._child, Limits(timeout)):
+        if self._wait_reaping_execs(Limits(timeout)):
             raise TimeoutExpired(self.argv, timeout or 0, killed=False)
         self._exited()
         returncode = self._child.returncode
         assert returncode is not None
         return returncode
+
+    def _wait_reaping_execs(self, limits: Limits) -> str | None:
+        """_wait_exit for the init, reaping exec'd processes as they end: a pid namespace's
+        init only finishes exiting once every process of the namespace is reaped, and exec'd
+        ones are ours to reap (a stream nobody read to its end, say)."""
+        assert self._child is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._child.pidfd, selectors.EVENT_READ, self._child)
+            for e in self._execs:
+                if e.returncode is None and e.pidfd >= 0:
+                    sel.register(e.pidfd, selectors.EVENT_READ, e)
+            while self._child.returncode is None:
+                hit = limits.check()
+                if hit:
+                    return hit
+                for key, _ in sel.select(limits.interval()):
+                    sel.unregister(key.fd)
+                    key.data.wait()
+        self._execs = [e for e in self._execs if e.returncode is None]
+        return None
+
+    def _track_exec(self, child: _native.Child) -> None:
+        self._execs = [e for e in self._execs if e.returncode is None] + [child]
+        self._stack.callback(child.close)  # killed and reaped before the init at removal
+
+    def exec_run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        user: str | None = None,
+        env: Any = None,
+        workdir: str | None = None,
+        tty: bool = False,
+        stdin: bytes | str | None = None,
+        stream: bool = False,
+        demux: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run `cmd` in this running container, like docker-py's exec_run: it joins the
+        container's namespaces (so its hostname, processes, mounts and files), with the
+        container's capabilities, seccomp and limits, as `user` (default the container's)
+        with the container's env plus `env`, in `workdir` (default the container's).
+
+        Returns ExecResult(exit_code, output): output is stdout and stderr together in
+        the order written, or (stdout, stderr) with demux=True. With stream=True, an
+        ExecStream yielding output chunks as they arrive whose `exit_code` is set once it
+        is exhausted (docker-py loses it). `stdin` bytes are written to it and closed;
+        tty=True gives it a terminal. `timeout` kills it and raises TimeoutExpired. The
+        exit code is -N for death by signal N. Raises ContainerError unless running."""
+        from .exec import exec_run
+
+        return exec_run(self, cmd, user=user, env=env, workdir=workdir, tty=tty, stdin=stdin,
+                        stream=stream, demux=demux, timeout=timeout)
 
     def _exited(self) -> None:
         """Once reaped: note the time and let the log catch up with the last output."""
