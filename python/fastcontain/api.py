@@ -613,7 +613,11 @@ class Container:
             self._exited()
         started = self._started_at if self._started_at is not None else self._ended_at
         usage = _trusted_usage(self._child.usage if self._child is not None else None, self._own_peak)
-        return Result(self.argv, self.returncode, wall_time=(self._ended_at or 0) - (started or 0), usage=usage)
+        peak = None
+        if self._cgroup is not None and self._status != "removed":
+            peak = self._cgroup.stats()["memory_peak"]
+        return Result(self.argv, self.returncode, wall_time=(self._ended_at or 0) - (started or 0), usage=usage,
+                      oom_killed=self.oom_killed, peak_memory=peak)
 
     def resize(self, rows: int, columns: int) -> None:
         """Set the size of the container's terminal (tty=True); its foreground process gets SIGWINCH."""

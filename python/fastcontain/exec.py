@@ -11,8 +11,10 @@ the container's root and working directory. The exec'd process is our child
 (the forking process uses CLONE_PARENT), so its exit code is ours to read,
 streamed or not.
 
-Not yet: joining the container's cgroup (CLONE_INTO_CGROUP needs the cgroup's
-directory fd, which containers do not keep yet): the process stays in ours.
+The process is born in the container's cgroup (CLONE_INTO_CGROUP through the
+cgroup's v2 directory fd); where the container also has v1 controllers
+(limits on a hybrid host), it is written into their cgroup.procs right after
+its spawn, so it runs its first instants outside the v1 limits.
 """
 
 from __future__ import annotations
@@ -138,7 +140,8 @@ def exec_spec(container: Container, argv: list[str], *, user: str | None, env: S
         init=False,
         wait_for_start=False,
         join=container._child.pidfd,
-        cgroup_fd=None,  # see the module's docstring
+        # born in the container's cgroup (CLONE_INTO_CGROUP) where it has a v2 directory
+        cgroup_fd=container._cgroup.fd if container._cgroup is not None else None,
     )
     return spec
 
@@ -202,6 +205,8 @@ def exec_run(
         child = _native.spawn(spec)
         stack.callback(child.close)
         container._track_exec(child)
+        if container._cgroup is not None and container._cgroup.needs_attach:
+            container._cgroup.attach(child.pid)
         limits.watch(child.pid)
         for fd in set(theirs):
             fds.close(fd)  # the process has its copies: EOF needs ours closed

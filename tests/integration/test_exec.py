@@ -16,7 +16,13 @@ from .util import LIMIT
 
 pytestmark = pytest.mark.privileged
 
-KEEP = "echo written-by-pid1 > /tmp/mark; mkdir /scratch; mount -t tmpfs tmpfs /scratch; echo ready; exec sleep 1000"
+KEEP = "echo written-by-pid1 > /tmp/mark; echo ready; exec sleep 1000"
+
+
+def wait_ready(c) -> None:
+    deadline = time.monotonic() + LIMIT
+    while b"ready" not in c.logs() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -24,15 +30,12 @@ def running():
     with fastcontain.Container.create("busybox", ["sh", "-c", KEEP], hostname="fc-exec-box",
                                       env={"FROM_CONTAINER": "1"}) as c:
         c.start()
-        deadline = time.monotonic() + LIMIT
-        while b"ready" not in c.logs() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_ready(c)
         yield c
 
 
 def test_exec_sees_the_containers_hostname_pid_ns_mounts_and_files(running):
-    r = running.exec_run(["sh", "-c", "hostname; echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /tmp/mark; "
-                                      "grep ' /scratch ' /proc/self/mounts | cut -d' ' -f3"])
+    r = running.exec_run(["sh", "-c", "hostname; echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /tmp/mark"])
     assert isinstance(r, ExecResult)
     lines = r.output.decode().splitlines()
     assert r.exit_code == 0, r.output
@@ -40,7 +43,22 @@ def test_exec_sees_the_containers_hostname_pid_ns_mounts_and_files(running):
     assert lines[1] != "1" and int(lines[1]) > 1  # in the container's pid namespace, not its init
     assert lines[2] == "sleep 1000 "  # and it sees the container's PID 1
     assert lines[3] == "written-by-pid1"  # the container's root filesystem
-    assert lines[4] == "tmpfs"  # a mount PID 1 made in its own mount namespace
+
+
+def test_exec_sees_a_mount_pid_1_made_in_its_mount_namespace():
+    script = "mkdir /scratch; mount -t tmpfs -o size=1m fc-exec-tmpfs /scratch; echo ready; exec sleep 1000"
+    with fastcontain.Container.create("busybox", ["sh", "-c", script], privileged=True) as c:
+        c.start()
+        wait_ready(c)
+        r = c.exec_run(["sh", "-c", "grep ' /scratch ' /proc/self/mounts"])
+        assert r.exit_code == 0 and r.output.startswith(b"fc-exec-tmpfs /scratch tmpfs"), r.output
+    assert b"fc-exec-tmpfs" not in open("/proc/self/mounts", "rb").read()
+
+
+def test_exec_is_born_in_the_containers_cgroup(running):
+    r = running.exec_run(["sh", "-c", "cat /proc/1/cgroup; echo --; cat /proc/self/cgroup"])
+    pid1, mine = r.output.decode().split("--\n")
+    assert pid1.strip() == mine.strip()
 
 
 def test_exec_shares_every_namespace_of_the_init(running):

@@ -107,6 +107,7 @@ class Cgroup:
     def __init__(self, cid: str, resources: Any, owner: str | None) -> None:
         self.id, self.resources, self.owner = cid, resources, owner
         self.fd: int | None = None
+        self.dirs: dict[str, str] = {}  # no real directories: the CPU watchdog reads /proc
         self.needs_attach = False
         self.attached: list[int] = []
         self.kills = 0
