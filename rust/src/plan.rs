@@ -1052,6 +1052,36 @@ mod tests {
     }
 
     #[test]
+    fn an_exec_plan_joins_and_keeps_only_the_process_half() {
+        let mut s = spec();
+        s.join = Some(9);
+        s.cwd = "/work".into();
+        s.mounts = vec![MountSpec::new("tmpfs", "/scratch", "tmpfs", &[])];
+        s.masked_paths = vec!["/proc/kcore".into()];
+        s.hostname = Some("box".into());
+        s.uid = 1000;
+        let (plan, d) = build(&s).unwrap();
+        let all = ["mount", "pid", "uts", "ipc", "net", "cgroup"].iter().map(|n| namespaces::flag(n).unwrap()).fold(0, |a, f| a | f);
+        assert_eq!(plan.join, Some((9, all as i32)));
+        assert!(plan.ops.is_empty() && d.ops.is_empty(), "no mount set-up, not even the workdir");
+        assert_eq!(plan.clone_flags, sys::CLONE_PIDFD, "no namespace is created");
+        assert!(plan.hostname.is_none() && !plan.loopback_up);
+        assert_eq!((plan.uid, plan.cwd.to_str().unwrap()), (1000, "/work"));
+        assert_eq!(d.exec_paths, ["/bin/sh", "/usr/bin/sh"]);
+        s.cgroup_fd = Some(4);
+        assert_eq!(build(&s).unwrap().0.clone_flags, sys::CLONE_PIDFD | sys::CLONE_INTO_CGROUP);
+        s.namespaces = vec!["pid".into()];
+        assert_eq!(build(&s).err().unwrap().field, "namespaces");
+        s.namespaces = vec!["mount".into()];
+        s.userns = Some(crate::spec::Userns { uid_map: vec![(0, 100000, 65536)], gid_map: vec![(0, 100000, 65536)], ..Default::default() });
+        let (plan, _) = build(&s).unwrap();
+        assert_eq!(plan.join.unwrap().1, (libc::CLONE_NEWNS | libc::CLONE_NEWUSER) as i32, "its user namespace is joined");
+        assert!(plan.userns.is_none(), "and not made or mapped again");
+        s.init = true;
+        assert_eq!(build(&s).err().unwrap().field, "join");
+    }
+
+    #[test]
     fn overlay_paths_with_separators_are_refused() {
         let mut s = spec();
         s.overlay.as_mut().unwrap().upper = "/a,b".into();
