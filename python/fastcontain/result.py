@@ -18,7 +18,8 @@ class Result(subprocess.CompletedProcess):  # type: ignore[type-arg]
       container, read from its memory cgroup (never guessed from a SIGKILL;
       always False on a v1/hybrid host without a memory limit, where there is
       no memory cgroup to tell).
-    - `wall_time`: seconds from the start of the command to its exit.
+    - `wall_time`: seconds from the moment the caller saw the command start (its
+      execve) to the moment it saw it exit.
     - `cpu_time` (= `user_time` + `system_time`): CPU seconds of the container's
       first process and every descendant it reaped, from waitid's rusage; with
       `cpu_time=` set, at least the watchdog's last sample of the whole tree

@@ -145,3 +145,21 @@ def test_a_container_with_an_unread_exec_stream_still_ends(running):
     # the init only finishes exiting once the exec'd sleep (our child) is reaped
     assert running.wait(timeout=LIMIT) == -signal.SIGKILL
     assert s.wait() == -signal.SIGKILL
+
+
+def test_exec_joins_a_user_namespace_too(tmp_path, monkeypatch):
+    from fastcontain import security
+
+    base = 3_100_000  # this test's own range, from its own subuid file
+    (tmp_path / "subuid").write_text(f"{security.SUBID_USER}:{base}:65536\n")
+    monkeypatch.setenv(security.SUBUID_ENV, str(tmp_path / "subuid"))
+    monkeypatch.setenv(security.SUBGID_ENV, str(tmp_path / "subuid"))
+    with fastcontain.Container.create("busybox", ["sh", "-c", "echo ready; exec sleep 1000"],
+                                      userns=f"0:{base}:65536") as c:
+        c.start()
+        wait_ready(c)
+        r = c.exec_run(["sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; readlink /proc/1/ns/user"])
+        lines = r.output.decode().split("\n")
+        assert r.exit_code == 0 and lines[0] == "0", r.output
+        assert lines[1].split()[:2] == ["0", str(base)], r.output  # mapped as PID 1 is
+        assert lines[2] == lines[3]
