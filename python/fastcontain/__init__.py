@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .api import CompletedProcess, Container, create, run
     from .pool import Pool
     from .config import Config, Mount
+    from .result import Result
     from .errors import (
         CalledProcessError,
         CgroupError,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 # needs none of this; importing the API and importlib.metadata costs ~65 ms.
 _LAZY = {
     "run": "api", "create": "api", "Container": "api", "CompletedProcess": "api", "Config": "config",
-    "Mount": "config", "arun": "aio", "AsyncContainer": "aio", "Pool": "pool",
+    "Mount": "config", "arun": "aio", "AsyncContainer": "aio", "Pool": "pool", "Result": "result",
     **{name: "errors" for name in ("FastcontainError", "ConfigError", "ImageError", "SpawnError", "CgroupError",
                                    "ContainerError", "TimeoutExpired", "CalledProcessError")},
 }
@@ -78,6 +79,7 @@ __all__ = [
     "CompletedProcess",
     "Config",
     "Mount",
+    "Result",
     "FastcontainError",
     "ConfigError",
     "ImageError",

@@ -50,6 +50,18 @@ fastcontain.spec from validated config. Its keys:
                                  an interface the caller creates in the child's netns while it waits
                                  (a veth end); after start the child sets its IPv4 address, brings it
                                  up and adds the default route (ioctls). Needs wait_for_start
+  init          bool             a minimal init as PID 1 (like tini): it forks the command, reaps every
+                                 zombie, forwards signals to it and exits with its status (128+N when
+                                 it died of signal N); execve errors are still reported as SpawnError
+  tty           bool             stdio is a terminal's slave side: the command gets a new session
+                                 (setsid) with fd 0 as its controlling terminal (TIOCSCTTY); with init,
+                                 the command is made the terminal's foreground process group
+  join          int | None       exec: a pidfd of a running container's init. The process joins that
+                                 container's `namespaces` (setns on the pidfd, all at once) and is then
+                                 forked into its pid namespace; rootfs, overlay, mounts, hostname and the
+                                 paths are not used (the mount namespace gives root and cwd), everything
+                                 else (argv, env, cwd, credentials, capabilities, seccomp, rlimits,
+                                 stdio, tty, cpus, cgroup_fd) applies to the exec'd process
   wait_for_start bool            the child stops after its set-up, before affinity, credentials and
                                  execve, until Child.start(); lets the caller place it in v1 cgroups
                                  and wire its network between create and start
@@ -64,7 +76,8 @@ def spawn(spec: Mapping[str, Any]) -> Child:
     """clone3 a container from spec. The GIL is released throughout.
 
     With wait_for_start, returns once the child finished its set-up and waits;
-    otherwise returns once execve succeeded. Raises SpawnError naming the step."""
+    otherwise returns once execve succeeded. Raises SpawnError naming the step.
+    With join, the Child returned is the exec'd process (a child of the caller)."""
 
 class Child:
     @property
@@ -78,6 +91,10 @@ class Child:
     @property
     def returncode(self) -> int | None:
         """Like subprocess: exit status, or -N for death by signal N; None while running."""
+    @property
+    def usage(self) -> dict[str, float] | None:
+        """Once reaped: 'utime', 'stime' (CPU seconds) and 'maxrss' (peak resident bytes) from
+        waitid's rusage, which covers the process and every descendant it waited for."""
     @property
     def started(self) -> bool: ...
     @property

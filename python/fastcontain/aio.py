@@ -281,31 +281,35 @@ class AsyncContainer:
     async def stream_logs(self, stdout: bool = True, stderr: bool = True, interval: float = 0.05) -> AsyncIterator[bytes]:
         """Output as it is written (stdout and stderr chunks in the order read), until the
         container has exited and everything it wrote was yielded."""
+        from . import stdio as _stdio
+
         c = self.container
-        if c._state is None or c.status == "removed":
+        if c._state is None or c._pump is None or c.status == "removed":
             raise ContainerError(f"container {c.id} is {c.status}: it has no logs")
-        paths = [p for want, p in ((stdout, c._state.paths.stdout_log), (stderr, c._state.paths.stderr_log)) if want]
-        files = [open(p, "rb") for p in paths]
-        try:
+        streams = tuple(name for name, wanted in zip(_stdio.STREAMS, (stdout, stderr)) if wanted)
+        pump = c._pump
+        # the json-file log (stdio.LogPump writes it), read from where the last look ended
+        with open(_stdio.log_path(c._state.paths.dir), "rb") as f:
+            pending = b""
             while True:
-                exited = c.status in ("exited", "removed")
+                done = pump.done and c.status in ("exited", "removed")  # before reading: what came before counts
+                data = f.read()
                 got = False
-                for f in files:
-                    data = f.read(_CHUNK)
-                    while data:
-                        got = True
-                        yield data
-                        data = f.read(_CHUNK)
-                if exited and not got:
+                if data:
+                    *lines, pending = (pending + data).split(b"\n")
+                    for line in lines:
+                        if line:
+                            stream, _, chunk = _stdio.decode_entry(line)
+                            if stream in streams:
+                                got = True
+                                yield chunk
+                if done and not data:
                     return
                 if not got:
                     try:  # the next look, or the exit, whichever comes first
                         await asyncio.wait_for(self._exited(), interval)
                     except asyncio.TimeoutError:
                         pass
-        finally:
-            for f in files:
-                f.close()
 
     def _unwatch(self) -> None:
         """Stop watching the pidfd before remove() closes it."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import locale
 import os
+import resource
 import selectors
 import signal
 import subprocess
@@ -31,8 +32,11 @@ from . import net as _net
 from . import spec as _spec
 from . import state as _state
 from . import teardown as _teardown
+from . import stdio as _stdio
 from .config import Config
 from .errors import CalledProcessError, ContainerError, SpawnError, TimeoutExpired
+from .limits import Limits
+from .result import Result
 
 if TYPE_CHECKING:
     from . import _native
@@ -44,16 +48,8 @@ STDOUT = subprocess.STDOUT
 _CHUNK = 65536
 
 
-class CompletedProcess(subprocess.CompletedProcess[Any]):
-    """subprocess.CompletedProcess, plus `oom_killed`: the kernel's OOM killer ended a
-    process of the container (read from its memory cgroup, not guessed from -9)."""
-
-    def __init__(self, args: Any, returncode: int, stdout: Any = None, stderr: Any = None, *, oom_killed: bool = False) -> None:
-        super().__init__(args, returncode, stdout, stderr)
-        self.oom_killed = oom_killed
-
-    def __repr__(self) -> str:
-        return super().__repr__()[:-1] + (", oom_killed=True)" if self.oom_killed else ")")
+CompletedProcess = Result
+"""run()'s result: subprocess.CompletedProcess plus oom_killed, timed_out, times and peak memory."""
 
 
 def _config(image: str | Config, command: Sequence[str] | str | None, fields: dict[str, Any]) -> Config:
@@ -204,17 +200,22 @@ def _adopt(
         _own_cgroup(stack, cgroup, defer)
 
 
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _wait_exit(child: _native.Child, deadline: float | None) -> bool:
-    """Wait for the child on its pidfd (interruptible by Ctrl-C), then reap it. False on timeout."""
+def _wait_exit(child: _native.Child, limits: Limits | None = None) -> str | None:
+    """Wait for the child (interruptible by Ctrl-C), then reap it. None once reaped; the
+    name of the limit ("wall", "cpu") that passed first otherwise. The native wait polls
+    the pidfd with the GIL released and returns to run Python's signal handlers when a
+    signal arrives; with limits it wakes at each limit's next check."""
     if child.returncode is not None:
-        return True
-    # the native wait polls the pidfd with the GIL released and returns to run
-    # Python's signal handlers (Ctrl-C) when a signal arrives
-    return child.wait(_remaining(deadline)) is not None
+        return None
+    if not limits:
+        child.wait()
+        return None
+    while True:
+        hit = limits.check()
+        if hit:
+            return hit
+        if child.wait(limits.interval()) is not None:
+            return None
 
 
 def _open_stdio(fds: _Fds, stdin: Any, stdout: Any, stderr: Any) -> tuple[list[int], dict[int, int]]:
@@ -240,10 +241,10 @@ def _open_stdio(fds: _Fds, stdin: Any, stdout: Any, stderr: Any) -> tuple[list[i
 
 
 def _communicate(
-    child: _native.Child, fds: _Fds, ours: dict[int, int], input: bytes | None, deadline: float | None
-) -> tuple[dict[int, list[bytes]], bool]:
+    child: _native.Child, fds: _Fds, ours: dict[int, int], input: bytes | None, limits: Limits
+) -> tuple[dict[int, list[bytes]], str | None]:
     """Feed stdin, read stdout/stderr and watch the pidfd until the child exited and the
-    pipes are at EOF. Returns the output and whether the deadline passed first."""
+    pipes are at EOF. Returns the output and the limit that passed first, if one did."""
     out: dict[int, list[bytes]] = {1: [], 2: []}
     view, offset = memoryview(input or b""), 0
     with selectors.DefaultSelector() as sel:
@@ -256,10 +257,10 @@ def _communicate(
         if child.returncode is None:
             sel.register(child.pidfd, selectors.EVENT_READ, "exit")
         while sel.get_map():
-            ready = sel.select(_remaining(deadline))
-            if not ready and deadline is not None and time.monotonic() >= deadline:
-                return out, True
-            for key, _ in ready:
+            hit = limits.check()
+            if hit:
+                return out, hit
+            for key, _ in sel.select(limits.interval()):
                 if key.data == "exit":
                     sel.unregister(key.fd)
                     child.wait()
@@ -274,7 +275,7 @@ def _communicate(
                 elif not _read_into(out[key.data], key.fd):
                     sel.unregister(key.fd)
                     fds.close(key.fd)
-    return out, False
+    return out, None
 
 
 def _read_into(chunks: list[bytes], fd: int) -> bool:
@@ -308,19 +309,28 @@ def run(
     encoding: str | None = None,
     errors: str | None = None,
     timeout: float | None = None,
+    cpu_time: float | None = None,
     check: bool = False,
     **config_fields: Any,
-) -> CompletedProcess:
+) -> Result:
     """Run `command` in a new container of `image` and wait for it, like subprocess.run.
 
-    Options are Config's fields (env, workdir, user, volumes, ...). stdin/stdout/
-    stderr take PIPE, DEVNULL, STDOUT (stderr), a fd or a file; None inherits.
-    On timeout every process of the container is killed and TimeoutExpired carries
-    the output so far; check=True raises CalledProcessError keeping the output.
-    A death by signal N gives returncode -N."""
+    Options are Config's fields (env, workdir, user, volumes, init, tty, ...).
+    stdin/stdout/stderr take PIPE, DEVNULL, STDOUT (stderr), a fd or a file; None
+    inherits. With tty=True the container's stdio is a new terminal: its output
+    (stdout and stderr together) is captured into stdout with PIPE, else copied to
+    `stdout` (default: ours); `input` or the `stdin` fd is typed into it.
+    `timeout` (wall-clock seconds) and `cpu_time` (CPU seconds of the whole
+    container) each kill every process of the container when passed, and raise
+    TimeoutExpired with the output so far, `limit` ("wall" or "cpu") and the
+    `result` (a Result whose timed_out says which). check=True raises
+    CalledProcessError keeping the output. Returns a Result: a CompletedProcess
+    (returncode -N for death by signal N) with exit_code, signal, timed_out,
+    oom_killed, wall_time, cpu_time and peak_memory."""
     return _run(
         _config(image, command, config_fields), stdin=stdin, input=input, stdout=stdout, stderr=stderr,
-        capture_output=capture_output, text=text, encoding=encoding, errors=errors, timeout=timeout, check=check,
+        capture_output=capture_output, text=text, encoding=encoding, errors=errors, timeout=timeout,
+        cpu_time=cpu_time, check=check,
     )
 
 
@@ -336,17 +346,18 @@ def _run(
     encoding: str | None = None,
     errors: str | None = None,
     timeout: float | None = None,
+    cpu_time: float | None = None,
     check: bool = False,
     state: _state.ContainerState | None = None,
     cgroup: _cgroups.Cgroup | None = None,
     netns_fd: int | None = None,
-) -> CompletedProcess:
+) -> Result:
     """run() of a validated config; `state`, `cgroup`, `netns_fd`: made ahead (Pool), owned from here."""
     with ExitStack() as owned:
         _adopt(owned, state, cgroup, netns_fd, defer=True)
         return _run_owned(
             config, stdin=stdin, input=input, stdout=stdout, stderr=stderr, capture_output=capture_output,
-            text=text, encoding=encoding, errors=errors, timeout=timeout, check=check, state=state,
+            text=text, encoding=encoding, errors=errors, timeout=timeout, cpu_time=cpu_time, check=check, state=state,
             cgroup=cgroup, netns_fd=netns_fd,
         )
 
@@ -363,11 +374,12 @@ def _run_owned(
     encoding: str | None,
     errors: str | None,
     timeout: float | None,
+    cpu_time: float | None,
     check: bool,
     state: _state.ContainerState | None,
     cgroup: _cgroups.Cgroup | None,
     netns_fd: int | None,
-) -> CompletedProcess:
+) -> Result:
     if input is not None:
         if stdin is not None:
             raise ValueError("stdin and input arguments may not both be used.")
@@ -382,48 +394,72 @@ def _run_owned(
         if encoding is None:
             raise TypeError("input is a str: pass text=True (or encoding=) or give bytes")
         input = input.encode(encoding, errors or "strict")
-    deadline = None if timeout is None else time.monotonic() + timeout
+    limits = Limits(timeout, cpu_time)
     phases = _profile.Phases() if _profile.active() else None
 
     with ExitStack() as stack:
         fds = _Fds()
         stack.callback(fds.close_all)
-        theirs, ours = _open_stdio(fds, stdin, stdout, stderr)
+        if config.tty:
+            theirs, ours, master = _open_tty(fds, stdin, stdout, stderr)
+        else:
+            theirs, ours = _open_stdio(fds, stdin, stdout, stderr)
         _, child, spec, cgroup = _launch(
             config, state.id if state is not None else _state.new_id(), stack, lambda _: theirs,
             wait_for_start=False, phases=phases, defer_teardown=True, state=state, cgroup=cgroup, netns_fd=netns_fd,
         )
+        started = time.monotonic()
+        own_peak = _own_peak_rss()  # after the clone: at least what the child started with
+        limits.watch(child.pid, _cgroup_cpu_seconds(cgroup))
         for fd in theirs:
             if fd not in ours.values():
                 fds.close(fd)  # the child has its copies; EOF needs ours closed
-        if ours:
-            chunks, timed_out = _communicate(child, fds, ours, input, deadline)
-        else:
-            chunks, timed_out = {1: [], 2: []}, not _wait_exit(child, deadline)
-        if timed_out:
-            _kill_all(child, cgroup)
-            _wait_exit(child, None)
-            for i in (1, 2):
-                if i in ours:
-                    _read_into(chunks[i], ours[i])
-        output = {i: (b"".join(chunks[i]) if i in ours else None) for i in (1, 2)}
-        if timed_out:
-            raise TimeoutExpired(
-                spec["argv"], timeout or 0,
-                output=_decode(output[1], encoding, errors), stderr=_decode(output[2], encoding, errors),
+        if config.tty:
+            captured: list[bytes] = []
+            hit = _stdio.relay_terminal(
+                child.pidfd, lambda: child.wait() is not None, master, limits.check, limits.interval,
+                input=input if stdin == PIPE else None,
+                in_fd=ours.get(0),
+                out_fd=ours[1] if ours[1] >= 0 else None,
+                capture=captured if stdout == PIPE else None,
+                size_from=_terminal_of(ours.get(1)),
             )
+            chunks = {1: captured, 2: []}
+            ours = {1: -1, 2: -1} if stdout == PIPE else {}
+        elif ours:
+            chunks, hit = _communicate(child, fds, ours, input, limits)
+        else:
+            chunks, hit = {1: [], 2: []}, _wait_exit(child, limits)
+        if hit:
+            _kill_all(child, cgroup)
+            _wait_exit(child)
+            for i in (1, 2):
+                if i in ours and ours[i] >= 0:
+                    _read_into(chunks[i], ours[i])
+        if child.returncode is None:
+            _wait_exit(child)
+        wall = time.monotonic() - started
+        output = {i: (b"".join(chunks[i]) if i in ours else None) for i in (1, 2)}
         returncode = child.returncode
+        usage = _trusted_usage(child.usage, own_peak)
         oom_killed = bool(cgroup.oom_kills())
+        peak = cgroup.stats()["memory_peak"]
         if phases is not None:
             phases.mark("wait")
     if phases is not None:
         phases.mark("teardown")
         _profile.emit(phases.phases)
     assert returncode is not None
-    result = CompletedProcess(
+    result = Result(
         spec["argv"], returncode, _decode(output[1], encoding, errors), _decode(output[2], encoding, errors),
-        oom_killed=oom_killed,
+        timed_out=hit, wall_time=wall, usage=usage, cpu_seen=limits.sample(), oom_killed=oom_killed,
+        peak_memory=peak,
     )
+    if hit:
+        raise TimeoutExpired(
+            spec["argv"], (timeout if hit == "wall" else cpu_time) or 0,
+            output=result.stdout, stderr=result.stderr, limit=hit, result=result,
+        )
     if check and returncode:
         error = CalledProcessError(returncode, spec["argv"], result.stdout, result.stderr)
         error.oom_killed = oom_killed
@@ -437,6 +473,74 @@ def _kill_all(child: _native.Child, cgroup: _cgroups.Cgroup) -> None:
         cgroup.kill()
     finally:
         child.send_signal(signal.SIGKILL)
+
+
+def _cgroup_cpu_seconds(cgroup: _cgroups.Cgroup) -> Callable[[], float] | None:
+    """A sampler of the cgroup's CPU time (cgroup v2 cpu.stat, which every v2 cgroup has:
+    it counts processes nobody reaped too), or None where there is no v2 directory."""
+    uni = cgroup.dirs.get("unified")
+    if not uni:
+        return None
+    path = os.path.join(uni, "cpu.stat")
+
+    def sample() -> float:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("usage_usec "):
+                    return int(line.split()[1]) / 1e6
+        return 0.0
+
+    return sample
+
+
+def _own_peak_rss() -> int:
+    """This process's peak resident set, bytes (see _trusted_usage)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _trusted_usage(usage: dict[str, float] | None, own_peak: int) -> dict[str, float] | None:
+    """waitid's rusage, without a peak memory that may be ours. The kernel keeps, in a
+    process's ru_maxrss, the peak of the memory it had before its execve: a child cloned
+    from this process starts with our address space (shared with vfork, copied with fork),
+    so its ru_maxrss is at least our own peak at the clone. A value above that peak is the
+    container's own; one at or below it cannot be told apart from ours and is dropped."""
+    if usage is None or usage["maxrss"] > own_peak:
+        return usage
+    return {k: v for k, v in usage.items() if k != "maxrss"}
+
+
+def _terminal_of(fd: int | None) -> int | None:
+    """fd if it is a terminal whose size a container's terminal should follow."""
+    return fd if fd is not None and fd >= 0 and os.isatty(fd) else None
+
+
+def _open_tty(fds: _Fds, stdin: Any, stdout: Any, stderr: Any) -> tuple[list[int], dict[int, int], int]:
+    """A terminal for run(tty=True): the slave as the container's 0, 1, 2; ours: 0 the fd
+    typed in (when stdin is a fd or file), 1 where output is copied (-1: captured)."""
+    out_fd = 1 if stdout is None else -1 if stdout == PIPE else None
+    if out_fd is None:
+        out_fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC) if stdout == DEVNULL else _fileno(stdout, "stdout")
+        if stdout == DEVNULL:
+            fds.add(out_fd)
+    if stderr not in (None, PIPE, STDOUT, DEVNULL):
+        raise ValueError("with tty=True stderr goes to the terminal with stdout: leave stderr unset")
+    in_fd = None if stdin in (None, PIPE, DEVNULL) else _fileno(stdin, "stdin")
+    size = _stdio.get_winsize(out_fd) if out_fd >= 0 else None
+    master, slave = _stdio.open_pty(size)
+    fds.add(master)
+    fds.add(slave)
+    ours = {1: out_fd}
+    if in_fd is not None:
+        ours[0] = in_fd
+    return [slave, slave, slave], ours, master
+
+
+def _fileno(arg: Any, what: str) -> int:
+    if isinstance(arg, int) and arg >= 0:
+        return arg
+    if hasattr(arg, "fileno"):
+        return int(arg.fileno())
+    raise ValueError(f"{what}: expected PIPE, DEVNULL, a fd or a file, not {arg!r}")
 
 
 class _Create:
@@ -464,8 +568,23 @@ class Container:
 
     create = _Create()
 
-    def __init__(self, image: str | Config, command: Sequence[str] | str | None = None, **config_fields: Any) -> None:
+    def __init__(
+        self, image: str | Config, command: Sequence[str] | str | None = None, *, stdin: bool = False,
+        **config_fields: Any,
+    ) -> None:
         self.config = _config(image, command, config_fields)
+        if not isinstance(stdin, bool):
+            raise TypeError(f"stdin is True (a pipe to write to: Container.stdin) or False, not {stdin!r}")
+        self._stdin_open = stdin
+        self.stdin: IO[bytes] | None = None
+        """With stdin=True, the container's stdin (with tty=True, what is typed into its terminal)."""
+        self._pump: _stdio.LogPump | None = None
+        self._master: int | None = None
+        self._spec: dict[str, Any] = {}
+        self._started_at: float | None = None
+        self._own_peak = 0
+        self._execs: list[_native.Child] = []
+        self._ended_at: float | None = None
         self.id = _state.new_id()
         self._status = "new"
         self._stack = ExitStack()
@@ -490,12 +609,9 @@ class Container:
             stack.callback(fds.close_all)
 
             def stdio(paths: _state.Paths) -> list[int]:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-                return [
-                    fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)),
-                    fds.add(os.open(paths.stdout_log, flags, 0o600)),
-                    fds.add(os.open(paths.stderr_log, flags, 0o600)),
-                ]
+                # Made once the state dir exists and before the spawn, so that teardown
+                # kills the child first, then drains the log, then removes the dir.
+                return self._open_stdio(paths, fds, stack)
 
             self._state, self._child, spec, self._cgroup = _launch(
                 self.config, self.id, stack, stdio, wait_for_start=True, state=self._prestate,
@@ -503,9 +619,42 @@ class Container:
             )
             fds.close_all()
             self.argv = spec["argv"]
+            self._spec = spec
+            self._own_peak = _own_peak_rss()
             self._stack = stack.pop_all()
         self._status = "created"
         return self
+
+    def _open_stdio(self, paths: _state.Paths, fds: _Fds, stack: ExitStack) -> list[int]:
+        """The container's 0, 1, 2 (closed here once spawned) and our ends: the log pump
+        reading its output, Container.stdin writing its input."""
+        if self.config.tty:
+            master, slave = _stdio.open_pty()
+            fds.add(slave)
+            pump_fds = {"stdout": master}
+            self._master = os.dup(master)
+            stack.callback(os.close, self._master)
+            theirs = [slave, slave, slave]
+            stdin_w = os.dup(master) if self._stdin_open else None
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            fds.add(out_w)
+            fds.add(err_w)
+            pump_fds = {"stdout": out_r, "stderr": err_r}
+            if self._stdin_open:
+                in_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+                fds.add(in_r)
+            else:
+                in_r, stdin_w = fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)), None
+            theirs = [in_r, out_w, err_w]
+        pump = _stdio.LogPump(_stdio.log_path(paths.dir), pump_fds)
+        stack.callback(pump.close)
+        self._pump = pump
+        if stdin_w is not None:
+            self.stdin = open(stdin_w, "wb", buffering=0)
+            stack.callback(self.stdin.close)
+        return theirs
 
     @property
     def name(self) -> str | None:
@@ -521,6 +670,8 @@ class Container:
         """'new', 'created', 'running', 'exited' or 'removed'."""
         if self._status in ("created", "running") and self._child is not None and self._child.poll() is not None:
             self._status = "exited"
+            if self._ended_at is None:
+                self._ended_at = time.monotonic()
         return self._status
 
     @property
@@ -540,6 +691,7 @@ class Container:
         except SpawnError:
             self._status = "exited"
             raise
+        self._started_at = time.monotonic()
         self._status = "running"
         return self
 
@@ -550,12 +702,94 @@ class Container:
             return self._returncode
         if status not in ("running", "exited") or self._child is None:
             raise ContainerError(f"container {self.id} is {status}: wait needs a started container")
-        if not _wait_exit(self._child, None if timeout is None else time.monotonic() + timeout):
+        if self._wait_reaping_execs(Limits(timeout)):
             raise TimeoutExpired(self.argv, timeout or 0, killed=False)
-        self._status = "exited"
+        self._exited()
         returncode = self._child.returncode
         assert returncode is not None
         return returncode
+
+    def _wait_reaping_execs(self, limits: Limits) -> str | None:
+        """_wait_exit for the init, reaping exec'd processes as they end: a pid namespace's
+        init only finishes exiting once every process of the namespace is reaped, and exec'd
+        ones are ours to reap (a stream nobody read to its end, say)."""
+        assert self._child is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._child.pidfd, selectors.EVENT_READ, self._child)
+            for e in self._execs:
+                if e.returncode is None and e.pidfd >= 0:
+                    sel.register(e.pidfd, selectors.EVENT_READ, e)
+            while self._child.returncode is None:
+                hit = limits.check()
+                if hit:
+                    return hit
+                for key, _ in sel.select(limits.interval()):
+                    sel.unregister(key.fd)
+                    key.data.wait()
+        self._execs = [e for e in self._execs if e.returncode is None]
+        return None
+
+    def _track_exec(self, child: _native.Child) -> None:
+        self._execs = [e for e in self._execs if e.returncode is None] + [child]
+        self._stack.callback(child.close)  # killed and reaped before the init at removal
+
+    def exec_run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        user: str | None = None,
+        env: Any = None,
+        workdir: str | None = None,
+        tty: bool = False,
+        stdin: bytes | str | None = None,
+        stream: bool = False,
+        demux: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run `cmd` in this running container, like docker-py's exec_run: it joins the
+        container's namespaces (so its hostname, processes, mounts and files), with the
+        container's capabilities, seccomp and limits, as `user` (default the container's)
+        with the container's env plus `env`, in `workdir` (default the container's).
+
+        Returns ExecResult(exit_code, output): output is stdout and stderr together in
+        the order written, or (stdout, stderr) with demux=True. With stream=True, an
+        ExecStream yielding output chunks as they arrive whose `exit_code` is set once it
+        is exhausted (docker-py loses it). `stdin` bytes are written to it and closed;
+        tty=True gives it a terminal. `timeout` kills it and raises TimeoutExpired. The
+        exit code is -N for death by signal N. Raises ContainerError unless running."""
+        from .exec import exec_run
+
+        return exec_run(self, cmd, user=user, env=env, workdir=workdir, tty=tty, stdin=stdin,
+                        stream=stream, demux=demux, timeout=timeout)
+
+    def _exited(self) -> None:
+        """Once reaped: note the time and let the log catch up with the last output."""
+        self._status = "exited"
+        if self._ended_at is None:
+            self._ended_at = time.monotonic()
+        if self._pump is not None:
+            self._pump.wait(_stdio._DRAIN)
+
+    def result(self) -> Result:
+        """The Result of an exited container (wall time from start to the moment wait()
+        saw it exit; CPU time and peak memory from waitid's rusage). Output is in logs()."""
+        if self.status not in ("exited", "removed") or self.returncode is None:
+            raise ContainerError(f"container {self.id} is {self.status}: a result needs an exited container")
+        if self._ended_at is None:
+            self._exited()
+        started = self._started_at if self._started_at is not None else self._ended_at
+        usage = _trusted_usage(self._child.usage if self._child is not None else None, self._own_peak)
+        peak = None
+        if self._cgroup is not None and self._status != "removed":
+            peak = self._cgroup.stats()["memory_peak"]
+        return Result(self.argv, self.returncode, wall_time=(self._ended_at or 0) - (started or 0), usage=usage,
+                      oom_killed=self.oom_killed, peak_memory=peak)
+
+    def resize(self, rows: int, columns: int) -> None:
+        """Set the size of the container's terminal (tty=True); its foreground process gets SIGWINCH."""
+        if self._master is None or self._status == "removed":
+            raise ContainerError(f"container {self.id} has no terminal: create it with tty=True")
+        _stdio.set_winsize(self._master, rows, columns)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send `sig` to the container's first process; SIGKILL kills every process in
@@ -600,16 +834,34 @@ class Container:
                 self._returncode = self._child.returncode
             self._status = "removed"
 
-    def logs(self, stdout: bool = True, stderr: bool = True) -> bytes:
-        """The container's output so far: stdout, then stderr."""
-        if self._state is None or self._status == "removed":
+    def logs(
+        self,
+        stdout: bool = True,
+        stderr: bool = True,
+        *,
+        stream: bool = False,
+        follow: bool = False,
+        tail: int | None = None,
+        timestamps: bool = False,
+    ) -> Any:
+        """The container's output, both streams interleaved in the order they were written
+        (with tty=True both are the terminal's, stdout). Like docker-py: bytes, or with
+        stream=True an iterator of chunks as they arrive; follow=True goes on until the
+        container exited and all its output is read; tail=N starts at the last N lines;
+        timestamps=True prefixes each chunk with its RFC 3339 time and a space."""
+        if self._state is None or self._pump is None or self._status == "removed":
             raise ContainerError(f"container {self.id} is {self.status}: it has no logs")
-        out = b""
-        for wanted, path in ((stdout, self._state.paths.stdout_log), (stderr, self._state.paths.stderr_log)):
-            if wanted:
-                with open(path, "rb") as f:
-                    out += f.read()
-        return out
+        streams = tuple(name for name, wanted in zip(_stdio.STREAMS, (stdout, stderr)) if wanted)
+        path = _stdio.log_path(self._state.paths.dir)
+        pump = self._pump
+        if follow:
+            entries: Any = _stdio.follow(
+                path, streams, lambda: pump.done and self.status in ("exited", "removed"), pump.wait_for_data, tail
+            )
+        else:
+            entries = iter(_stdio.read_entries(path, streams, tail))
+        chunks = ((f"{t} ".encode() + data if timestamps else data) for _, t, data in entries)
+        return chunks if stream else b"".join(chunks)
 
     def __enter__(self) -> Container:
         return self

@@ -16,10 +16,11 @@ from types import FrameType
 from typing import Any, NoReturn, Sequence
 
 from . import __version__, teardown
-from .api import run
-from .errors import FastcontainError, SpawnError
+from .api import DEVNULL, run
+from .errors import ConfigError, FastcontainError, SpawnError
 from .image import commands as _image_commands
 from .net import cli as _netcli
+from .stdio import raw_terminal
 
 EXIT_RUNTIME = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -102,6 +103,13 @@ def add_container_options(p: argparse.ArgumentParser) -> None:
     sec.add_argument("--userns", metavar="auto|host|[INSIDE:]OUTSIDE:COUNT",
                      help="a user namespace: root inside is an unprivileged uid outside "
                      "(auto: the range of user fastcontain in /etc/subuid and /etc/subgid)")
+    p.add_argument("--init", action="store_true",
+                   help="run a minimal init as PID 1 that reaps zombies and forwards signals to the command")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="keep stdin open to the command (otherwise it reads /dev/null; foreground run only)")
+    p.add_argument("-t", "--tty", action="store_true",
+                   help="give the command a terminal (with -i, the user's terminal is put in raw mode and "
+                   "relayed; foreground run only)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
 
@@ -162,6 +170,7 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "ulimits": args.ulimit,
         "oom_score_adj": args.oom_score_adj,
         "userns": args.userns,
+        "init": args.init,
     }
     fields.update({name: getattr(args, name) for name in LIMITS if getattr(args, name) is not None})
     for name in ("device_read_bps", "device_write_bps"):
@@ -203,10 +212,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.detach:
             from . import containers
 
+            if args.tty or args.interactive:
+                raise ConfigError("detach", True, "-i and -t need a foreground run (-d has no terminal to relay yet)")
+
             c = containers.run(args.image, args.command or None, autoremove=args.rm, **config_fields(args))
             print(c.id)
             return 0
-        result = run(args.image, args.command or None, **config_fields(args))
+        fields = config_fields(args)
+        with raw_terminal(0 if args.tty and args.interactive else None):
+            # -i: the user's stdin, given as is (a terminal relays it: fd 0); without -i, /dev/null
+            stdin = (0 if args.tty else None) if args.interactive else DEVNULL
+            result = run(args.image, args.command or None, stdin=stdin, tty=args.tty, **fields)
         if getattr(result, "oom_killed", False):
             print("fastcontain: the container was killed by the OOM killer (its memory limit)", file=sys.stderr)
         return exit_status(result.returncode)

@@ -168,7 +168,10 @@ class Config:
     Security as docker's options: `cap_add`/`cap_drop` (names, "ALL"), `privileged`,
     `security_opt` ("no-new-privileges=false", "seccomp=unconfined|PROFILE.json"),
     `tmpfs` ("PATH[:OPTS]"), `devices` ("HOST[:CONTAINER][:rwm]"), `group_add`,
-    `ulimits` ("nofile=1024:2048"), `oom_score_adj`."""
+    `ulimits` ("nofile=1024:2048"), `oom_score_adj`.
+    `init=True` runs a minimal init as PID 1 (docker's --init) that reaps
+    zombies and forwards signals to the command. `tty=True` gives the command a
+    terminal (docker's -t): stdout and stderr are merged on it."""
 
     image: str
     command: Sequence[str] | str | None = None
@@ -215,6 +218,8 @@ class Config:
     ip: str | None = None
     dns: Sequence[str] = ()
     egress: Sequence[str] | None = None
+    init: bool = False
+    tty: bool = False
 
     def __post_init__(self) -> None:
         _check_str("image", self.image)
@@ -317,8 +322,9 @@ class Config:
             if len(name) > 128 or not _NAME.match(name):
                 raise ConfigError("name", name, "must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 characters)")
 
-        if not isinstance(self.readonly_rootfs, bool):
-            raise ConfigError("readonly_rootfs", self.readonly_rootfs, "must be a bool")
+        for flag in ("readonly_rootfs", "init", "tty"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(flag, getattr(self, flag), "must be a bool")
 
         resources = Resources(**{f: getattr(self, f) for f in RESOURCE_FIELDS})
         for f in RESOURCE_FIELDS:

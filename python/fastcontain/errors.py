@@ -68,16 +68,31 @@ class ContainerError(FastcontainError):
 
 class TimeoutExpired(FastcontainError, subprocess.TimeoutExpired):
     """The container ran longer than its timeout. From run() it was killed (every
-    process in it: `killed` is True); Container.wait(timeout) leaves it running."""
+    process in it: `killed` is True); Container.wait(timeout) leaves it running.
+
+    `limit` is "wall" (timeout=, wall-clock seconds) or "cpu" (cpu_time=, CPU
+    seconds); `result` is the run's Result when it was killed (timed_out set)."""
 
     def __init__(
-        self, cmd: Any, timeout: float, output: Any = None, stderr: Any = None, *, killed: bool = True
+        self,
+        cmd: Any,
+        timeout: float,
+        output: Any = None,
+        stderr: Any = None,
+        *,
+        killed: bool = True,
+        limit: str = "wall",
+        result: Any = None,
     ) -> None:
         super().__init__(cmd, timeout, output, stderr)
         self.killed = killed
+        self.limit = limit
+        self.result = result
 
     def __str__(self) -> str:
         killed = " and was killed" if self.killed else ""
+        if self.limit == "cpu":
+            return f"container {self.cmd!r} used more than {self.timeout} CPU seconds{killed}"
         return f"container {self.cmd!r} timed out after {self.timeout} seconds{killed}"
 
 

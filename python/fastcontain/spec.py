@@ -139,4 +139,6 @@ def compile(
         "cgroup_fd": None,  # set by api._launch from the container's cgroup
         "wait_for_start": wait_for_start,
         **secure,
+        "init": config.init,
+        "tty": config.tty,
     }

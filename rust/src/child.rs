@@ -63,6 +63,9 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     if let Some(fd) = plan.netns_fd {
         step!(fds, Step::JoinNetns, 0, sys::setns(fd, libc::CLONE_NEWNET));
     }
+    if let Some((pidfd, flags)) = plan.join {
+        join(plan, fds, pidfd, flags)
+    }
 
     // In a new user namespace: wait for the parent to map it, then be its root
     // (uid 0 inside, which keeps the namespace's capabilities), without the host's groups.
@@ -124,7 +127,13 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     if plan.late_cgroupns {
         step!(fds, Step::UnshareCgroupns, 0, sys::unshare(libc::CLONE_NEWCGROUP));
     }
+    process(plan, fds)
+}
 
+/// The process half of the set-up, shared by a container's first process
+/// and an exec: limits, security, credentials, stdio, then execve (through
+/// the init when the plan has one).
+fn process(plan: &Plan, fds: &Fds) -> ! {
     for (i, (res, soft, hard)) in plan.rlimits.iter().enumerate() {
         step!(fds, Step::Rlimit, i, sys::setrlimit(*res, *soft, *hard));
     }
@@ -157,13 +166,125 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     // After setuid, as runc does: the working directory must be usable by the user.
     step!(fds, Step::Chdir, 0, sys::chdir(&plan.cwd));
     sys::umask(plan.umask);
+    if plan.tty {
+        // a new session, so that the terminal can become its controlling terminal
+        step!(fds, Step::Setsid, 0, sys::setsid());
+    }
     step!(fds, Step::Stdio, 0, set_stdio(&plan.stdio));
+    if plan.tty {
+        step!(fds, Step::ControllingTty, 0, sys::set_controlling_tty(0));
+    }
     step!(fds, Step::CloseFds, 0, sys::cloexec_from(3));
     if plan.no_new_privs {
         step!(fds, Step::Seccomp, 0, load_seccomp(plan));
     }
     plan.marks.set(Mark::Exec);
+    if plan.init {
+        init(plan, fds)
+    }
     exec(plan, fds.err_w)
+}
+
+/// exec into a running container: join the namespaces of its init through
+/// the pidfd, all at once. setns into a pid namespace only applies to
+/// children, so the process that runs the command is forked after it (as
+/// runc does), with CLONE_PARENT: it is the caller's child, whom the caller
+/// waits for; this first process reports its pid and leaves at once.
+fn join(plan: &Plan, fds: &Fds, pidfd: c_int, flags: c_int) -> ! {
+    step!(fds, Step::JoinNamespaces, 0, sys::setns(pidfd, flags));
+    // SAFETY: the child only carries out the plan (async-signal-safe) and ends in execve or _exit.
+    match unsafe { sys::fork_with(libc::CLONE_PARENT as u64) } {
+        Ok(0) => process(plan, fds),
+        Ok(pid) => {
+            let rec = Record { step: Record::PID, errno: 0, index: pid as u32 };
+            let _ = sys::write_all(fds.err_w, &rec.to_bytes());
+            sys::exit_now(0)
+        }
+        Err(e) => fail(fds.err_w, Step::ExecFork, e, 0),
+    }
+}
+
+/// Signals the init does not forward: the synchronous ones (a fault of the
+/// init's own) and the terminal stops, as tini.
+const INIT_UNBLOCKED: [c_int; 9] = [
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGABRT,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+];
+
+/// A minimal init as PID 1, like docker's tini: fork the command, then wait
+/// for signals with all of them blocked (blocked signals reach a namespace's
+/// init even without a handler), forward each one to the command, reap every
+/// child that exits (orphans are reparented here), and exit with the
+/// command's status, 128+N when it died of signal N (an init cannot re-raise
+/// a signal on itself: the kernel ignores it for a pid namespace's init).
+/// The command's execve reports to the error pipe as without init: the init
+/// closes its copy once the command is forked, so EOF still means exec'd.
+fn init(plan: &Plan, fds: &Fds) -> ! {
+    // SAFETY: sigset_t is plain data, filled and edited in place.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a live sigset_t; sigfillset and sigdelset only write it.
+    unsafe {
+        libc::sigfillset(&mut set);
+        for sig in INIT_UNBLOCKED {
+            libc::sigdelset(&mut set, sig);
+        }
+    }
+    sys::set_signal_mask(&set);
+    sys::set_disposition(libc::SIGTTIN, true);
+    sys::set_disposition(libc::SIGTTOU, true);
+    // SAFETY: the child only runs the steps below and ends in execve or _exit.
+    let child = match unsafe { sys::fork_with(0) } {
+        Ok(0) => {
+            if plan.tty {
+                // its own process group, in the terminal's foreground (^C goes to it)
+                step!(fds, Step::ForegroundGroup, 0, sys::setpgid(0, 0));
+                step!(fds, Step::ForegroundGroup, 0, sys::set_foreground(0, sys::getpid()));
+            }
+            sys::set_disposition(libc::SIGTTIN, false);
+            sys::set_disposition(libc::SIGTTOU, false);
+            // SAFETY: sigset_t is plain data; all-zero is the empty set.
+            sys::set_signal_mask(&unsafe { std::mem::zeroed() });
+            exec(plan, fds.err_w)
+        }
+        Ok(pid) => pid,
+        Err(e) => fail(fds.err_w, Step::InitFork, e, 0),
+    };
+    // Named so that ps in the container tells it apart (it is a copy of the caller otherwise).
+    let _ = sys::prctl(libc::PR_SET_NAME, c"init".as_ptr() as libc::c_ulong);
+    // Keep only 0, 1, 2: the error pipe (EOF once the command exec'd) and
+    // whatever the parent had open go.
+    let _ = sys::close_from(3);
+    loop {
+        match sys::sigwait(&set) {
+            Ok(libc::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                let _ = sys::kill(child, sig);
+            }
+        }
+        while let Ok(Some((pid, status))) = sys::reap_any() {
+            if pid == child {
+                sys::exit_now(exit_code(status))
+            }
+        }
+    }
+}
+
+/// A shell's exit code for a wait status: the exit code, or 128+N for signal N.
+fn exit_code(status: c_int) -> c_int {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        FAILED
+    }
 }
 
 fn load_seccomp(plan: &Plan) -> sys::SysResult<()> {

@@ -72,8 +72,17 @@ steps! {
     NoNewPrivs = "no_new_privs",
     Stdio = "stdio",
     CloseFds = "close inherited fds",
+    Setsid = "setsid",
+    ControllingTty = "set controlling terminal",
     Seccomp = "seccomp",
     Execve = "execve",
+    // the optional init (PID 1) and its child, the command
+    InitFork = "init fork",
+    ForegroundGroup = "terminal foreground group",
+    // exec into a running container: join, then fork into its pid namespace
+    JoinNamespaces = "join namespaces",
+    ExecFork = "exec fork",
+    PidfdOpen = "pidfd_open",
 }
 
 /// What the child writes to the error pipe: fixed size, no allocation.
@@ -90,6 +99,8 @@ impl Record {
     pub const SIZE: usize = std::mem::size_of::<Record>();
     /// Written (with errno 0) when the child finished its set-up and waits for start.
     pub const READY: u32 = u32::MAX;
+    /// Sent by an exec's first child (errno 0, index the pid): the pid of the process that execs.
+    pub const PID: u32 = u32::MAX - 1;
 
     pub fn to_bytes(self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];

@@ -148,6 +148,13 @@ pub struct Plan {
     pub groups: Vec<libc::gid_t>,
     pub umask: mode_t,
     pub stdio: [i32; 3],
+    /// Run the command under a minimal init (see `child::init`).
+    pub init: bool,
+    /// setsid, then fd 0 becomes the controlling terminal.
+    pub tty: bool,
+    /// exec: (pidfd, CLONE_NEW* flags) of the container to join; the mount
+    /// half of the plan is empty then.
+    pub join: Option<(i32, i32)>,
     /// execve candidates, in search order.
     pub exec_paths: Vec<CString>,
     // argv and envp as NULL-terminated pointer arrays into the CStrings below.
@@ -242,6 +249,18 @@ impl Describe {
                 };
                 (Some(path), msg)
             }
+            Step::JoinNamespaces => {
+                let hint = match r.errno {
+                    libc::ESRCH => ": the container's init is gone (is the container stopped?)",
+                    libc::EINVAL => ": setns through a pidfd needs Linux 5.8 or later",
+                    _ => "",
+                };
+                (None, format!("joining the container's namespaces (setns on its pidfd) failed{hint}"))
+            }
+            Step::ExecFork => (None, "forking the exec'd process into the container's pid namespace failed".into()),
+            Step::InitFork => (None, "the init forking the command failed".into()),
+            Step::ControllingTty => (None, "making the terminal the controlling terminal (TIOCSCTTY) failed".into()),
+            Step::ForegroundGroup => (None, "making the command the terminal's foreground group failed".into()),
             other => (None, format!("{} failed", other.name())),
         };
         SpawnError::new(step, r.errno, path, message)
@@ -529,6 +548,9 @@ fn kernel_path_kind(spec: &Spec, path: &str) -> Option<Option<bool>> {
 
 /// Turn a spec into the plan the child carries out and the words to explain its failures.
 pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
+    if let Some(pidfd) = spec.join {
+        return build_exec(spec, pidfd);
+    }
     if spec.argv.is_empty() {
         return Err(SpecError::new("argv", "[]", "a command is required"));
     }
@@ -817,6 +839,9 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         groups: spec.groups.clone(),
         umask: spec.umask as mode_t & 0o777,
         stdio: spec.stdio,
+        init: spec.init,
+        tty: spec.tty,
+        join: None,
         exec_paths,
         _argv: argv,
         _env: env,
@@ -824,6 +849,55 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         env_ptrs,
         marks: Default::default(),
     };
+    Ok((plan, d))
+}
+
+/// The plan of an exec into a running container: the process half of a
+/// container's plan (command, environment, credentials, capabilities,
+/// seccomp, rlimits, stdio), with the namespaces of `pidfd` joined instead of
+/// created and no mount set-up (joining the mount namespace sets the root and
+/// working directory). Built by the same builder, from a spec without its
+/// filesystem half, so the two cannot drift apart.
+fn build_exec(spec: &Spec, pidfd: i32) -> Result<(Plan, Describe), SpecError> {
+    if pidfd < 0 {
+        return Err(SpecError::new("join", pidfd.to_string(), "expected the pidfd of a running container's init"));
+    }
+    let mut join_flags = namespaces::clone_flags(&spec.namespaces)?;
+    if spec.userns.is_some() {
+        // its user namespace too, mapped already: credentials are then the container's own ids
+        join_flags |= libc::CLONE_NEWUSER as u64;
+    }
+    if join_flags & libc::CLONE_NEWNS as u64 == 0 {
+        return Err(SpecError::new(
+            "namespaces",
+            spec.namespaces.join(","),
+            "an exec joins at least the container's mount namespace ('mount'): its root filesystem",
+        ));
+    }
+    if spec.init || spec.wait_for_start {
+        return Err(SpecError::new("join", pidfd.to_string(), "an exec takes neither init nor wait_for_start"));
+    }
+    let process_only = Spec {
+        join: None,
+        rootfs: "/".into(),
+        overlay: None,
+        readonly_rootfs: false,
+        namespaces: vec!["mount".into()],
+        hostname: None,
+        default_mounts: false,
+        mounts: Vec::new(),
+        masked_paths: Vec::new(),
+        readonly_paths: Vec::new(),
+        userns: None,
+        ..spec.clone()
+    };
+    let (mut plan, mut d) = build(&process_only)?;
+    plan.ops.clear();
+    d.ops.clear();
+    plan.clone_flags = sys::CLONE_PIDFD | if spec.cgroup_fd.is_some() { sys::CLONE_INTO_CGROUP } else { 0 };
+    plan.loopback_up = false;
+    plan.late_cgroupns = false;
+    plan.join = Some((pidfd, join_flags as i32));
     Ok((plan, d))
 }
 
@@ -1085,6 +1159,36 @@ mod tests {
         assert!(plan.clone_flags & libc::CLONE_NEWNET as u64 == 0 && !plan.loopback_up);
         s.namespaces = vec!["mount".into(), "pid".into()];
         assert_eq!(build(&s).err().unwrap().field, "netns_fd");
+    }
+
+    #[test]
+    fn an_exec_plan_joins_and_keeps_only_the_process_half() {
+        let mut s = spec();
+        s.join = Some(9);
+        s.cwd = "/work".into();
+        s.mounts = vec![MountSpec::new("tmpfs", "/scratch", "tmpfs", &[])];
+        s.masked_paths = vec!["/proc/kcore".into()];
+        s.hostname = Some("box".into());
+        s.uid = 1000;
+        let (plan, d) = build(&s).unwrap();
+        let all = ["mount", "pid", "uts", "ipc", "net", "cgroup"].iter().map(|n| namespaces::flag(n).unwrap()).fold(0, |a, f| a | f);
+        assert_eq!(plan.join, Some((9, all as i32)));
+        assert!(plan.ops.is_empty() && d.ops.is_empty(), "no mount set-up, not even the workdir");
+        assert_eq!(plan.clone_flags, sys::CLONE_PIDFD, "no namespace is created");
+        assert!(plan.hostname.is_none() && !plan.loopback_up);
+        assert_eq!((plan.uid, plan.cwd.to_str().unwrap()), (1000, "/work"));
+        assert_eq!(d.exec_paths, ["/bin/sh", "/usr/bin/sh"]);
+        s.cgroup_fd = Some(4);
+        assert_eq!(build(&s).unwrap().0.clone_flags, sys::CLONE_PIDFD | sys::CLONE_INTO_CGROUP);
+        s.namespaces = vec!["pid".into()];
+        assert_eq!(build(&s).err().unwrap().field, "namespaces");
+        s.namespaces = vec!["mount".into()];
+        s.userns = Some(crate::spec::Userns { uid_map: vec![(0, 100000, 65536)], gid_map: vec![(0, 100000, 65536)], ..Default::default() });
+        let (plan, _) = build(&s).unwrap();
+        assert_eq!(plan.join.unwrap().1, (libc::CLONE_NEWNS | libc::CLONE_NEWUSER) as i32, "its user namespace is joined");
+        assert!(plan.userns.is_none(), "and not made or mapped again");
+        s.init = true;
+        assert_eq!(build(&s).err().unwrap().field, "join");
     }
 
     #[test]

@@ -180,6 +180,9 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
             }
             _ => None,
         },
+        init: take(&mut f, "init", "a bool", || false)?,
+        tty: take(&mut f, "tty", "a bool", || false)?,
+        join: take(&mut f, "join", "a pidfd", || None)?,
     };
     no_more(f, "")?;
     Ok(spec)
@@ -211,6 +214,17 @@ impl PyChild {
     #[getter]
     fn returncode(&self) -> Option<i32> {
         self.inner.returncode()
+    }
+
+    /// {"utime", "stime"} (seconds) and "maxrss" (bytes) from waitid's rusage, once reaped.
+    #[getter]
+    fn usage<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(u) = self.inner.usage() else { return Ok(None) };
+        let d = PyDict::new(py);
+        d.set_item("utime", u.utime_us as f64 / 1e6)?;
+        d.set_item("stime", u.stime_us as f64 / 1e6)?;
+        d.set_item("maxrss", u.maxrss_kib * 1024)?;
+        Ok(Some(d))
     }
 
     #[getter]

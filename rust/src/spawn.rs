@@ -52,6 +52,8 @@ struct State {
     sync_w: Option<OwnedFd>,
     started: bool,
     returncode: Option<i32>,
+    /// From waitid when it was reaped: CPU time and peak memory of it and of what it reaped.
+    usage: Option<sys::Usage>,
     timings: Timings,
 }
 
@@ -141,7 +143,9 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
         };
         // Signals stay blocked across the clone so that no handler of ours runs in the child.
         let old_mask = sys::block_all_signals();
-        let r = if sync_r.is_none() && map_r.is_none() {
+        // An init never execs (it waits for the command), an exec's first
+        // process forks again: both need a copy of our memory, not ours.
+        let r = if sync_r.is_none() && map_r.is_none() && !plan.init && plan.join.is_none() {
             // The common case: the child runs straight to execve. Share our memory
             // and sleep until its exec (CLONE_VM | CLONE_VFORK), as posix_spawn does:
             // no page tables copied, no copy-on-write faults in the child.
@@ -173,10 +177,102 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
         }
     }
     let steps = plan.marks.steps(t0).map(|s| (s, sys::monotonic_ns().saturating_sub(plan.marks.last())));
+    let joining = plan.join.is_some();
     drop(plan);
+    if joining {
+        return finish_exec(pidfd, method, err_r, err_w, describe, plan_ns, t_clone);
+    }
     let child = finish(pid, pidfd, method, err_r, err_w, sync_r, sync_w, describe, plan_ns, t_clone)?;
     child.lock().timings.child = steps;
     Ok(child)
+}
+
+/// The parent's side of an exec: the first child joins the namespaces,
+/// forks the process that execs (our child, through CLONE_PARENT), sends its
+/// pid and exits. Read every record until EOF (the command exec'd, or
+/// failed and exited): the pid and a failure may come in either order.
+fn finish_exec(
+    first: OwnedFd,
+    method: CloneMethod,
+    err_r: OwnedFd,
+    err_w: OwnedFd,
+    describe: Describe,
+    plan_ns: u64,
+    t_clone: Instant,
+) -> Result<Child, SpawnError> {
+    let clone_ns = elapsed_ns(t_clone);
+    drop(err_w);
+    let t_setup = Instant::now();
+    let mut pid: Option<libc::pid_t> = None;
+    let mut failure: Option<SpawnError> = None;
+    loop {
+        let mut buf = [0u8; Record::SIZE];
+        match sys::read_full(err_r.as_raw_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) if n == Record::SIZE => {
+                let rec = Record::from_bytes(&buf);
+                if rec.step == Record::PID {
+                    pid = Some(rec.index as libc::pid_t);
+                } else if failure.is_none() {
+                    failure = Some(describe.error(rec));
+                }
+            }
+            Ok(n) => {
+                failure.get_or_insert(SpawnError::new(
+                    Step::ReadStatus,
+                    0,
+                    None,
+                    format!("the exec sent a short status ({n} of {} bytes)", Record::SIZE),
+                ));
+                break;
+            }
+            Err(e) => {
+                failure.get_or_insert(SpawnError::new(Step::ReadStatus, e, None, "reading the exec's status failed".into()));
+                break;
+            }
+        }
+    }
+    drop(err_r);
+    // the first process exits right after sending the pid
+    let _ = sys::waitid_pidfd(first.as_raw_fd(), false);
+    drop(first);
+    let Some(pid) = pid else {
+        return Err(failure.unwrap_or_else(|| {
+            SpawnError::new(Step::ReadStatus, 0, None, "the exec's first process died without reporting".into())
+        }));
+    };
+    // It is our unreaped child, so its pid cannot be reused before we open the pidfd.
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => owned(fd),
+        Err(e) => {
+            // SAFETY: plain integers; pid is our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return Err(failure.unwrap_or_else(|| {
+                SpawnError::new(Step::PidfdOpen, e, None, format!("pidfd_open of the exec'd process {pid} failed"))
+            }));
+        }
+    };
+    if let Some(f) = failure {
+        kill_and_reap(&pidfd);
+        return Err(f);
+    }
+    Ok(Child {
+        pid,
+        pidfd: Mutex::new(Some(Arc::new(pidfd))),
+        method,
+        state: Mutex::new(State {
+            err_r: None,
+            sync_w: None,
+            started: true,
+            returncode: None,
+            usage: None,
+            timings: Timings { plan: plan_ns, clone: clone_ns, setup: elapsed_ns(t_setup), ..Default::default() },
+        }),
+        describe,
+    })
 }
 
 /// The child's stack for a vfork-style spawn: the set-up needs little (a
@@ -352,6 +448,7 @@ fn finish(
             sync_w,
             started: !waits,
             returncode: None,
+            usage: None,
             timings: Timings { plan: plan_ns, clone: clone_ns, ..Default::default() },
         }),
         describe,
@@ -401,6 +498,12 @@ impl Child {
 
     pub fn returncode(&self) -> Option<i32> {
         self.lock().returncode
+    }
+
+    /// The rusage waitid returned when it was reaped (None before, or when
+    /// it was reaped after a failed set-up).
+    pub fn usage(&self) -> Option<sys::Usage> {
+        self.lock().usage
     }
 
     /// Read the child's next status from the error pipe: READY (when it waits
@@ -477,8 +580,9 @@ impl Child {
             return Ok(st.returncode);
         }
         let Some(fd) = self.pidfd_arc() else { return Ok(st.returncode) };
-        if let Some(rc) = sys::waitid_pidfd(fd.as_raw_fd(), true)? {
+        if let Some((rc, usage)) = sys::waitid_pidfd_usage(fd.as_raw_fd(), true)? {
             st.returncode = Some(rc);
+            st.usage = Some(usage);
         }
         Ok(st.returncode)
     }
@@ -529,8 +633,9 @@ impl Child {
         if let Some(fd) = fd {
             if st.returncode.is_none() {
                 let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
-                if let Ok(Some(rc)) = sys::waitid_pidfd(fd.as_raw_fd(), false) {
+                if let Ok(Some((rc, usage))) = sys::waitid_pidfd_usage(fd.as_raw_fd(), false) {
                     st.returncode = Some(rc);
+                    st.usage = Some(usage);
                 }
             }
         }

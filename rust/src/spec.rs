@@ -100,6 +100,13 @@ pub struct Spec {
     /// An open network namespace to join (setns) instead of a new one ("net" not in namespaces).
     pub join_netns_fd: Option<i32>,
     pub interface: Option<Interface>,
+    /// Run a minimal init as PID 1 that spawns the command, reaps zombies and forwards signals.
+    pub init: bool,
+    /// stdio is a terminal: the command gets a new session with fd 0 as its controlling terminal.
+    pub tty: bool,
+    /// exec: a pidfd of a running container's init whose `namespaces` the
+    /// process joins; rootfs, mounts and the rest of the set-up are not used.
+    pub join: Option<i32>,
 }
 
 impl Default for Spec {
@@ -138,6 +145,9 @@ impl Default for Spec {
             userns: None,
             join_netns_fd: None,
             interface: None,
+            init: false,
+            tty: false,
+            join: None,
         }
     }
 }

@@ -290,7 +290,8 @@ pub fn sethostname(name: &[u8]) -> SysResult<()> {
     check_int(unsafe { libc::sethostname(name.as_ptr() as *const c_char, name.len()) }).map(|_| ())
 }
 
-/// setns(2): join the namespace `fd` refers to (`nstype` CLONE_NEW*, or 0 for any).
+/// setns(2): join the namespace `fd` refers to (`nstype` CLONE_NEW*, or 0 for any); with a
+/// pidfd and several CLONE_NEW* flags at once (Linux 5.8+) they are joined together, or none is.
 pub fn setns(fd: c_int, nstype: c_int) -> SysResult<()> {
     // SAFETY: plain integers.
     check_int(unsafe { libc::setns(fd, nstype) }).map(|_| ())
@@ -709,4 +710,148 @@ pub fn write_path(path: &CStr, data: &[u8]) -> SysResult<()> {
     let r = write_all(fd, data);
     close(fd);
     r
+}
+
+/// The resource use of a reaped process and of the descendants it waited for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// User and system CPU time, microseconds.
+    pub utime_us: u64,
+    pub stime_us: u64,
+    /// Peak resident set size, KiB (ru_maxrss).
+    pub maxrss_kib: u64,
+}
+
+/// waitid(P_PIDFD) through the raw syscall, whose fifth argument (glibc's
+/// wrapper has none) returns the rusage of the reaped child including the
+/// descendants it waited for. Ok(None) when WNOHANG found nothing to reap.
+pub fn waitid_pidfd_usage(pidfd: c_int, nohang: bool) -> SysResult<Option<(i32, Usage)>> {
+    // SAFETY: info and ru are zeroed structs the kernel fills; si_pid and
+    // si_status are the fields waitid sets for a CLD_* code.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let mut ru: libc::rusage = std::mem::zeroed();
+        let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
+        loop {
+            let r = libc::syscall(
+                libc::SYS_waitid,
+                P_PIDFD,
+                pidfd as libc::id_t,
+                &mut info as *mut libc::siginfo_t,
+                flags,
+                &mut ru as *mut libc::rusage,
+            );
+            if r == 0 {
+                break;
+            }
+            let e = errno();
+            if e != libc::EINTR {
+                return Err(e);
+            }
+        }
+        if info.si_pid() == 0 {
+            return Ok(None);
+        }
+        let status = info.si_status();
+        let rc = match info.si_code {
+            libc::CLD_EXITED => status,
+            _ => -status,
+        };
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        let usage = Usage { utime_us: us(ru.ru_utime), stime_us: us(ru.ru_stime), maxrss_kib: ru.ru_maxrss as u64 };
+        Ok(Some((rc, usage)))
+    }
+}
+
+/// pidfd_open(2): a pidfd for `pid`, close-on-exec.
+pub fn pidfd_open(pid: pid_t) -> SysResult<c_int> {
+    // SAFETY: plain integers.
+    check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as c_int)
+}
+
+/// A fork-like clone(2) (no new stack: the child returns 0 on a copy of
+/// ours) with extra `flags` such as CLONE_PARENT. Returns the child's pid.
+///
+/// # Safety
+/// As for [`clone3`]: the child side must only do async-signal-safe work and
+/// end in execve or _exit.
+pub unsafe fn fork_with(flags: u64) -> SysResult<pid_t> {
+    // SAFETY: x86_64 clone(flags, stack, parent_tid, child_tid, tls) with a
+    // null stack (the child runs on a copy of ours) and no tid pointers.
+    let ret = libc::syscall(libc::SYS_clone, flags as c_ulong | libc::SIGCHLD as c_ulong, 0usize, 0usize, 0usize, 0usize);
+    check(ret).map(|p| p as pid_t)
+}
+
+/// Wait for one of the signals in `set` (rt_sigtimedwait without timeout).
+pub fn sigwait(set: &libc::sigset_t) -> SysResult<c_int> {
+    // SAFETY: set is a live sigset_t; a null siginfo and a null timeout are allowed.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            set as *const libc::sigset_t,
+            std::ptr::null_mut::<libc::siginfo_t>(),
+            std::ptr::null::<libc::timespec>(),
+            std::mem::size_of::<c_ulong>(),
+        )
+    })
+    .map(|s| s as c_int)
+}
+
+/// Reap any child without blocking: Ok(Some((pid, wait status))), Ok(None)
+/// when none has exited, Err(ECHILD) when there is none at all.
+pub fn reap_any() -> SysResult<Option<(pid_t, c_int)>> {
+    let mut status: c_int = 0;
+    // SAFETY: status is a live int; a null rusage is allowed.
+    let pid = check(unsafe {
+        libc::syscall(libc::SYS_wait4, -1 as pid_t, &mut status as *mut c_int, libc::WNOHANG, std::ptr::null_mut::<libc::rusage>())
+    })?;
+    Ok(if pid == 0 { None } else { Some((pid as pid_t, status)) })
+}
+
+pub fn kill(pid: pid_t, sig: c_int) -> SysResult<()> {
+    // SAFETY: plain integers.
+    check(unsafe { libc::syscall(libc::SYS_kill, pid, sig) }).map(|_| ())
+}
+
+pub fn getpid() -> pid_t {
+    // SAFETY: getpid cannot fail; the raw call avoids any cached value of the parent.
+    unsafe { libc::syscall(libc::SYS_getpid) as pid_t }
+}
+
+pub fn setsid() -> SysResult<()> {
+    // SAFETY: no arguments.
+    check(unsafe { libc::syscall(libc::SYS_setsid) }).map(|_| ())
+}
+
+pub fn setpgid(pid: pid_t, pgid: pid_t) -> SysResult<()> {
+    // SAFETY: plain integers.
+    check(unsafe { libc::syscall(libc::SYS_setpgid, pid, pgid) }).map(|_| ())
+}
+
+/// Make the terminal on `fd` our controlling terminal (TIOCSCTTY).
+pub fn set_controlling_tty(fd: c_int) -> SysResult<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal).
+    check_int(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(|_| ())
+}
+
+/// tcsetpgrp through TIOCSPGRP: `pgrp` becomes the terminal's foreground group.
+pub fn set_foreground(fd: c_int, pgrp: pid_t) -> SysResult<()> {
+    // SAFETY: TIOCSPGRP reads a pid_t through the pointer, which is live.
+    check_int(unsafe { libc::ioctl(fd, libc::TIOCSPGRP, &pgrp as *const pid_t) }).map(|_| ())
+}
+
+/// Close every descriptor from `first` up (close_range(2), 5.9+).
+pub fn close_from(first: c_uint) -> SysResult<()> {
+    // SAFETY: plain integers.
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, c_uint::MAX, 0 as c_uint) }).map(|_| ())
+}
+
+/// Set a signal's disposition to SIG_IGN or SIG_DFL (no handler functions).
+pub fn set_disposition(sig: c_int, ignore: bool) {
+    // SAFETY: a zeroed sigaction with only sa_sigaction set is valid.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+        libc::sigaction(sig, &act, std::ptr::null_mut());
+    }
 }

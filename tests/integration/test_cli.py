@@ -33,7 +33,7 @@ def test_exit_status_is_the_containers():
 
 
 def test_stdout_stderr_and_stdin_pass_through():
-    r = cli("--rm", "busybox", "sh", "-c", "cat; echo err >&2", input="piped\n")
+    r = cli("--rm", "-i", "busybox", "sh", "-c", "cat; echo err >&2", input="piped\n")
     assert (r.returncode, r.stdout, r.stderr) == (0, "piped\n", "err\n")
 
 

@@ -66,6 +66,10 @@ class Child:
         return self.proc.returncode if self.proc else None
 
     @property
+    def usage(self) -> dict[str, float] | None:
+        return None if self.returncode is None else {"utime": 0.0, "stime": 0.0, "maxrss": 0}
+
+    @property
     def started(self) -> bool:
         return self.proc is not None
 
@@ -103,7 +107,7 @@ class Cgroup:
     def __init__(self, cid: str, resources: Any, owner: str | None) -> None:
         self.id, self.resources, self.owner = cid, resources, owner
         self.fd: int | None = None
-        self.dirs: dict[str, str] = {}  # none: a v1 attach goes through attach() while the child waits
+        self.dirs: dict[str, str] = {}  # none: a v1 attach goes through attach(); the CPU watchdog reads /proc
         self.needs_attach = False
         self.attached: list[int] = []
         self.kills = 0

@@ -206,7 +206,7 @@ def test_container_lifecycle(fake: Any, root: Path, no_leaks: None) -> None:
     assert c.status == "created" and left_in(root) == [c.id, "names/life"]
     assert fake.children[0].spec["wait_for_start"] is True and c.argv == ["sh", "-c", "echo hi; echo oops >&2; exit 4"]
     # pid: a named container can be joined (network="container:life", fastcontain.net)
-    assert sorted(os.listdir(root / c.id)) == ["lock", "pid", "rootfs", "stderr.log", "stdout.log", "upper", "work"]
+    assert sorted(os.listdir(root / c.id)) == ["container.log", "lock", "pid", "rootfs", "upper", "work"]
     assert c.start() is c and c.status in ("running", "exited")
     assert c.wait(10) == 4 and c.status == "exited" and c.returncode == 4
     assert c.logs() == b"hi\noops\n" and c.logs(stderr=False) == b"hi\n" and c.logs(stdout=False) == b"oops\n"

@@ -157,11 +157,13 @@ def test_exit_status_of_a_run(fake: Any, command: list[str], status: int, tmp_pa
 
 
 def test_stdio_is_inherited_and_options_reach_the_spec(fake: Any, capfd: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["run", "-e", "A=1", "-u", "nobody", "-w", "/tmp", "--hostname", "h", "--network", "host",
+    assert cli.main(["run", "-i", "-e", "A=1", "-u", "nobody", "-w", "/tmp", "--hostname", "h", "--network", "host",
                      "busybox", "echo", "hello"]) == 0
     assert capfd.readouterr().out == "hello\n"
     spec = fake.children[0].spec
-    assert spec["stdio"] == [-1, -1, -1] and spec["argv"] == ["echo", "hello"]
+    assert spec["stdio"] == [-1, -1, -1] and spec["argv"] == ["echo", "hello"]  # -i: stdin too
+    assert cli.main(["run", "busybox", "true"]) == 0
+    assert fake.children[1].spec["stdio"][0] >= 0 and fake.children[1].spec["stdio"][1:] == [-1, -1]  # /dev/null
     assert "A=1" in spec["env"] and (spec["uid"], spec["gid"]) == (65534, 65534)
     assert (spec["cwd"], spec["hostname"]) == ("/tmp", "h") and "net" not in spec["namespaces"]
 

@@ -1,0 +1,240 @@
+"""exec: run another process in a running container (docker-py's exec_run).
+
+The process joins the container's namespaces through its init's pidfd
+(setns with every flag at once), is then forked into its pid namespace (setns
+on a pid namespace only applies to children, as runc does) and execs with the
+container's own security settings: the exec spec is the container's compiled
+spec (capabilities, no_new_privileges, seccomp, rlimits, CPUs) with its
+process half replaced (command, env, working directory, user, stdio, tty). The
+filesystem half is not used: joining the mount namespace gives the process
+the container's root and working directory. The exec'd process is our child
+(the forking process uses CLONE_PARENT), so its exit code is ours to read,
+streamed or not.
+
+The process is born in the container's cgroup (CLONE_INTO_CGROUP through the
+cgroup's v2 directory fd); where the container also has v1 controllers
+(limits on a hybrid host), it is written into their cgroup.procs right after
+its spawn, so it runs its first instants outside the v1 limits.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shlex
+import signal
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any, Generator, Iterator, Mapping, NamedTuple, Sequence
+
+from . import image as _image
+from . import spec as _spec
+from . import stdio as _stdio
+from .config import _normalize_env
+from .errors import ConfigError, ContainerError, TimeoutExpired
+from .limits import Limits
+
+if TYPE_CHECKING:
+    from . import _native
+    from .api import Container
+
+
+class ExecResult(NamedTuple):
+    """docker-py's ExecResult: the exit code (-N for death by signal N) and the output
+    (stdout and stderr together in the order written; a (stdout, stderr) pair with demux)."""
+
+    exit_code: int
+    output: Any
+
+
+class ExecStream:
+    """The streamed form of exec_run: iterate for output chunks as they arrive (bytes, or
+    ("stdout"|"stderr", bytes) pairs with demux); once exhausted, `exit_code` holds the
+    exit code (docker-py loses it here; `wait()` returns it too). `close()` kills the
+    process if it still runs."""
+
+    def __init__(self, child: _native.Child, ours: dict[str, int], stack: ExitStack, limits: Limits,
+                 argv: list[str], demux: bool) -> None:
+        self.pid = child.pid
+        self._child = child
+        self._ours = ours
+        self._stack = stack
+        self._limits = limits
+        self._argv = argv
+        self._demux = demux
+        self.exit_code: int | None = None
+        self._iter = self._run()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._iter
+
+    def __next__(self) -> Any:
+        return next(self._iter)
+
+    def _run(self) -> Generator[Any, None, None]:
+        try:
+            with selectors.DefaultSelector() as sel:
+                for name, fd in self._ours.items():
+                    os.set_blocking(fd, False)
+                    sel.register(fd, selectors.EVENT_READ, name)
+                while sel.get_map():
+                    hit = self._limits.check()
+                    if hit:
+                        self._child.send_signal(signal.SIGKILL)
+                        self._child.wait()
+                        raise TimeoutExpired(self._argv, self._limits.timeout or 0, limit=hit)
+                    for key, _ in sel.select(self._limits.interval()):
+                        data = _stdio.read_chunk(key.fd)
+                        if data is None:
+                            continue
+                        if not data:
+                            sel.unregister(key.fd)
+                            continue
+                        yield (key.data, data) if self._demux else data
+            self._finish()
+        finally:
+            self._stack.close()
+
+    def _finish(self) -> None:
+        hit = None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._child.pidfd, selectors.EVENT_READ)
+            while self._child.returncode is None and not hit:
+                hit = self._limits.check()
+                if sel.select(self._limits.interval()):
+                    self._child.wait()
+        if hit:
+            self._child.send_signal(signal.SIGKILL)
+            self._child.wait()
+            raise TimeoutExpired(self._argv, self._limits.timeout or 0, limit=hit)
+        self.exit_code = self._child.returncode
+
+    def wait(self) -> int:
+        """Read (and drop) what output is left; the exit code."""
+        for _ in self._iter:
+            pass
+        if self.exit_code is None:
+            self._finish()
+        assert self.exit_code is not None
+        return self.exit_code
+
+    def close(self) -> None:
+        self._iter.close()
+        self._stack.close()
+
+
+def exec_spec(container: Container, argv: list[str], *, user: str | None, env: Sequence[str],
+              workdir: str | None, tty: bool, stdio: Sequence[int]) -> dict[str, Any]:
+    """The container's spec with its process half replaced, joining its init."""
+    assert container._child is not None
+    base = container._spec
+    spec = dict(base)
+    if user is not None:
+        who = _spec.resolve_user(user, _image.resolve(container.config.image))
+        spec.update(uid=who.uid, gid=who.gid, groups=list(who.groups))
+    spec.update(
+        argv=argv,
+        env=_spec.merge_env(base["env"], env),
+        cwd=workdir or base["cwd"],
+        stdio=list(stdio),
+        tty=tty,
+        init=False,
+        wait_for_start=False,
+        join=container._child.pidfd,
+        # born in the container's cgroup (CLONE_INTO_CGROUP) where it has a v2 directory
+        cgroup_fd=container._cgroup.fd if container._cgroup is not None else None,
+    )
+    return spec
+
+
+def exec_run(
+    container: Container,
+    cmd: str | Sequence[str],
+    *,
+    user: str | None = None,
+    env: Mapping[str, str] | Sequence[str] | None = None,
+    workdir: str | None = None,
+    tty: bool = False,
+    stdin: bytes | str | None = None,
+    stream: bool = False,
+    demux: bool = False,
+    timeout: float | None = None,
+) -> ExecResult | ExecStream:
+    """See Container.exec_run."""
+    from . import _native
+    from .api import _Fds
+
+    status = container.status
+    if status != "running" or container._child is None:
+        hint = ": start it first" if status == "created" else ""
+        raise ContainerError(f"container {container.id} is {status}: exec needs a running container{hint}")
+    argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise ConfigError("cmd", cmd, "expected a command: a non-empty list of strings or a shell-like string")
+    if workdir is not None and not workdir.startswith("/"):
+        raise ConfigError("workdir", workdir, "must be an absolute path inside the container")
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    limits = Limits(timeout)
+    with ExitStack() as stack:
+        fds = _Fds()
+        stack.callback(fds.close_all)
+        theirs: list[int] = []
+        ours: dict[str, int] = {}
+
+        def pipe() -> tuple[int, int]:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            return fds.add(r), fds.add(w)
+
+        in_r, in_w = pipe() if stdin is not None else (fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)), -1)
+        master = -1
+        if tty:
+            master, slave = _stdio.open_pty()
+            fds.add(master)
+            fds.add(slave)
+            theirs = [slave, slave, slave]
+            ours = {"stdout": master}
+        elif demux:
+            out_r, out_w = pipe()
+            err_r, err_w = pipe()
+            theirs, ours = [in_r, out_w, err_w], {"stdout": out_r, "stderr": err_r}
+        else:
+            out_r, out_w = pipe()  # one pipe for both: their order is kept exactly
+            theirs, ours = [in_r, out_w, out_w], {"stdout": out_r}
+        spec = exec_spec(container, argv, user=user, env=_normalize_env(env), workdir=workdir, tty=tty,
+                         stdio=theirs)
+        child = _native.spawn(spec)
+        stack.callback(child.close)
+        container._track_exec(child)
+        if container._cgroup is not None and container._cgroup.needs_attach:
+            container._cgroup.attach(child.pid)
+        limits.watch(child.pid)
+        for fd in set(theirs):
+            fds.close(fd)  # the process has its copies: EOF needs ours closed
+        if stdin is not None:
+            # all of it, then its end (the pipe closed; a terminal's EOF character):
+            # written before the output is read, so meant for small inputs
+            _stdio._write_all(master if tty else in_w, stdin + (_stdio.EOF_CHAR if tty else b""))
+            if not tty:
+                fds.close(in_w)
+        if stream:
+            return ExecStream(child, ours, stack.pop_all(), limits, argv, demux)
+        if tty:
+            captured: list[bytes] = []
+            hit = _stdio.relay_terminal(child.pidfd, lambda: child.wait() is not None, master,
+                                        limits.check, limits.interval, capture=captured)
+            if hit:
+                child.send_signal(signal.SIGKILL)
+            child.wait()
+            chunks = {"stdout": captured, "stderr": []}
+        else:
+            s = ExecStream(child, ours, stack.pop_all(), limits, argv, True)
+            chunks = {"stdout": [], "stderr": []}
+            for name, data in s:
+                chunks[name].append(data)
+            hit = None
+        if hit:
+            raise TimeoutExpired(argv, timeout or 0, output=b"".join(chunks["stdout"]), limit=hit)
+        rc = child.returncode
+        assert rc is not None
+    out, err = b"".join(chunks["stdout"]), b"".join(chunks["stderr"])
+    return ExecResult(rc, (out, None if tty else err) if demux else out)
