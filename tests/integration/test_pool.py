@@ -27,4 +27,4 @@ def test_pool_runs_isolated_containers_from_ready_slots(session_dirs):
             c.kill()
             assert c.wait(timeout=LIMIT) == -9
     fastcontain.teardown.flush()
-    assert [e for e in os.listdir(session_dirs.root) if e not in ("lock", "names")] == []
+    assert [e for e in os.listdir(session_dirs.root) if e not in ("lock", "names", "networks")] == []

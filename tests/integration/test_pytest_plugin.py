@@ -39,5 +39,5 @@ def test_fixtures_run_containers_and_remove_them_whatever_happens(pytester: pyte
     )
     result = pytester.runpytest_subprocess("--fastcontain-pool-size=2")
     result.assert_outcomes(passed=4, failed=1)
-    left = [e for e in os.listdir(session_dirs.root) if e not in ("lock", "names")]
+    left = [e for e in os.listdir(session_dirs.root) if e not in ("lock", "names", "networks")]
     assert left == []
