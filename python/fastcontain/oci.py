@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -481,18 +480,3 @@ def process_json(path: str | None, args: list[str], *, cwd: str | None, env: lis
     uid, _, gid = (user or "0:0").partition(":")
     return {"args": args, "cwd": cwd or "/", "env": env, "terminal": tty,
             "user": {"uid": int(uid or 0), "gid": int(gid or 0)}}
-
-
-def parse_signal(text: str) -> int:
-    """KILL, SIGKILL or 9."""
-    if text.isdigit():
-        n = int(text)
-        if not 0 < n < signal.NSIG:
-            raise ValueError(f"signal {n} out of range")
-        return n
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise ValueError(f"unknown signal {text!r}") from None

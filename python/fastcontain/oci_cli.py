@@ -206,7 +206,7 @@ def dispatch(args: argparse.Namespace, log: _Log) -> int:
     elif cmd == "state":
         _print_json(rt.state(root, args.id))
     elif cmd == "kill":
-        from .oci import parse_signal
+        from .cli_lifecycle import parse_signal  # one parser for both command lines
 
         try:
             sig = parse_signal(args.signal)
