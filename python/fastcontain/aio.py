@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import locale
 import os
 import signal
-import subprocess
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, Any
@@ -141,20 +139,7 @@ async def arun(
     """fastcontain.run for asyncio: the same arguments and results; cancelling the task
     kills the container and tears it down."""
     config = _api._config(image, command, config_fields)
-    if input is not None:
-        if stdin is not None:
-            raise ValueError("stdin and input arguments may not both be used.")
-        stdin = PIPE
-    if capture_output:
-        if stdout is not None or stderr is not None:
-            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
-        stdout = stderr = PIPE
-    if text or encoding is not None or errors is not None:
-        encoding = encoding or locale.getpreferredencoding(False)
-    if isinstance(input, str):
-        if encoding is None:
-            raise TypeError("input is a str: pass text=True (or encoding=) or give bytes")
-        input = input.encode(encoding, errors or "strict")
+    stdin, input, stdout, stderr, encoding = _api._io_args(stdin, input, stdout, stderr, capture_output, text, encoding, errors)
 
     stack = ExitStack()
     try:

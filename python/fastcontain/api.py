@@ -362,6 +362,29 @@ def _run(
         )
 
 
+def _io_args(
+    stdin: Any, input: bytes | str | None, stdout: Any, stderr: Any,
+    capture_output: bool, text: bool, encoding: str | None, errors: str | None,
+) -> tuple[Any, bytes | None, Any, Any, str | None]:
+    """subprocess.run's rules for its I/O arguments (shared by run and arun): input
+    implies stdin=PIPE, capture_output both pipes, text an encoding; a str input is encoded."""
+    if input is not None:
+        if stdin is not None:
+            raise ValueError("stdin and input arguments may not both be used.")
+        stdin = PIPE
+    if capture_output:
+        if stdout is not None or stderr is not None:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
+        stdout = stderr = PIPE
+    if text or encoding is not None or errors is not None:
+        encoding = encoding or locale.getpreferredencoding(False)
+    if isinstance(input, str):
+        if encoding is None:
+            raise TypeError("input is a str: pass text=True (or encoding=) or give bytes")
+        input = input.encode(encoding, errors or "strict")
+    return stdin, input, stdout, stderr, encoding
+
+
 def _run_owned(
     config: Config,
     *,
@@ -380,20 +403,7 @@ def _run_owned(
     cgroup: _cgroups.Cgroup | None,
     netns_fd: int | None,
 ) -> Result:
-    if input is not None:
-        if stdin is not None:
-            raise ValueError("stdin and input arguments may not both be used.")
-        stdin = PIPE
-    if capture_output:
-        if stdout is not None or stderr is not None:
-            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
-        stdout = stderr = PIPE
-    if text or encoding is not None or errors is not None:
-        encoding = encoding or locale.getpreferredencoding(False)
-    if isinstance(input, str):
-        if encoding is None:
-            raise TypeError("input is a str: pass text=True (or encoding=) or give bytes")
-        input = input.encode(encoding, errors or "strict")
+    stdin, input, stdout, stderr, encoding = _io_args(stdin, input, stdout, stderr, capture_output, text, encoding, errors)
     limits = Limits(timeout, cpu_time)
     phases = _profile.Phases() if _profile.active() else None
 
