@@ -65,6 +65,10 @@ fastcontain.spec from validated config. Its keys:
   wait_for_start bool            the child stops after its set-up, before affinity, credentials and
                                  execve, until Child.start(); lets the caller place it in v1 cgroups
                                  and wire its network between create and start
+  pause_before_pivot bool        (needs wait_for_start) the child also stops after its mounts, before
+                                 pivot_root (the old root still there), until Child.resume_setup():
+                                 the OCI createRuntime and createContainer hooks run there. Costs
+                                 one pipe and one round trip, only when asked
 
 Errors: failures of the child's steps raise fastcontain.errors.SpawnError
 (step, errno, path set); a malformed spec raises fastcontain.errors.ConfigError.
@@ -75,7 +79,8 @@ from typing import Any, Mapping, Sequence
 def spawn(spec: Mapping[str, Any]) -> Child:
     """clone3 a container from spec. The GIL is released throughout.
 
-    With wait_for_start, returns once the child finished its set-up and waits;
+    With wait_for_start, returns once the child finished its set-up and waits (with
+    pause_before_pivot: once it has its mounts and waits before pivot_root);
     otherwise returns once execve succeeded. Raises SpawnError naming the step.
     With join, the Child returned is the exec'd process (a child of the caller)."""
 
@@ -104,6 +109,12 @@ class Child:
         child's own steps, timestamped by the child: 'child_clone' (until it ran),
         'child_mounts', 'child_pivot', 'child_network', 'child_creds' (until right before
         execve) and 'child_exec' (execve until the parent woke)."""
+    @property
+    def paused_before_pivot(self) -> bool:
+        """True while a child spawned with pause_before_pivot waits before pivot_root."""
+    def resume_setup(self) -> None:
+        """Let a child paused before pivot_root go on; returns once it is ready (waits for
+        start). Raises SpawnError naming the step that failed. GIL released."""
     def start(self) -> None:
         """Release a child spawned with wait_for_start; returns once execve succeeded. GIL released."""
     def wait(self, timeout: float | None = None) -> int | None:

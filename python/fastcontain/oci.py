@@ -286,22 +286,106 @@ def _namespaces(value: Any, plan: Plan) -> None:
         if kind in seen:
             raise OciError(f"{where}.type", f"{kind} is listed twice")
         seen.add(kind)
-        if kind in ("user", "time"):
-            raise OciError(f"{where}.type", f"{kind} namespaces are not supported yet")
+        if kind == "time":
+            raise OciError(f"{where}.type", "time namespaces are not supported yet")
         path = _str(ns.get("path"), f"{where}.path")
         if path:
+            if kind == "user":
+                raise OciError(f"{where}.path", "joining a user namespace by path is not supported yet "
+                                                "(give uidMappings and gidMappings for a new one)")
             if kind == "mount":
                 raise OciError(f"{where}.path", "joining a mount namespace is not supported: the root is set up in a new one")
             if not os.path.exists(path):
                 raise OciError(f"{where}.path", f"{path} does not exist")
             plan.joins.append((NAMESPACES[kind], path))
-        else:
+        elif kind != "user":  # a new user namespace is the native spec's userns (see _userns)
             new.append(NAMESPACES[kind])
     if "mount" not in new:
         raise OciError("linux.namespaces", "a mount namespace is required (fastcontain sets the root up in one)")
     plan.spec["namespaces"] = new
     if plan.spec.get("hostname") and "uts" not in new:
         raise OciError("hostname", "setting a hostname needs a new uts namespace")
+
+
+def _id_mappings(value: Any, where: str) -> list[tuple[int, int, int]]:
+    out = []
+    for i, m in enumerate(_list(value, where)):
+        m = _obj(m, f"{where}[{i}]", {"containerID", "hostID", "size"})
+        ids = []
+        for k in ("containerID", "hostID", "size"):
+            v = _int(m.get(k), f"{where}[{i}].{k}")
+            if v is None or v < 0 or v > 2**32 - 1:
+                raise OciError(f"{where}[{i}].{k}", f"required: an id from 0 to 4294967295, not {m.get(k)!r}")
+            ids.append(v)
+        if ids[2] == 0:
+            raise OciError(f"{where}[{i}].size", "must be positive")
+        out.append((ids[0], ids[1], ids[2]))
+    if out and not any(inside == 0 for inside, _, _ in out):
+        raise OciError(where, "must map the container's root (containerID 0)")
+    return out
+
+
+def _userns(linux: Mapping[str, Any], plan: Plan, has_unified: bool) -> None:
+    """A new user namespace with linux.uidMappings and gidMappings: the native spec's
+    userns (the native parent writes the maps while the child waits, before its first
+    mount; the child then is 0:0 inside). The rootfs stays as the bundle has it: its
+    owner is the engine's choice (files owned by the mapped range, or readable by it)."""
+    uid_map = _id_mappings(linux.get("uidMappings"), "linux.uidMappings")
+    gid_map = _id_mappings(linux.get("gidMappings"), "linux.gidMappings")
+    wanted = any(isinstance(ns, dict) and ns.get("type") == "user" and not ns.get("path")
+                 for ns in linux.get("namespaces") or [])
+    if not wanted:
+        if uid_map or gid_map:
+            raise OciError("linux.uidMappings" if uid_map else "linux.gidMappings",
+                           "id mappings need a new user namespace in linux.namespaces")
+        return
+    if not uid_map or not gid_map:
+        raise OciError("linux.uidMappings" if not uid_map else "linux.gidMappings",
+                       "a new user namespace needs both uidMappings and gidMappings")
+    if plan.devices:
+        raise OciError("linux.devices", "device nodes with a user namespace are not supported yet (a node made "
+                                        "on the container's /dev cannot be opened there)")
+    root_uid = next(out for inside, out, _ in uid_map if inside == 0)
+    root_gid = next(out for inside, out, _ in gid_map if inside == 0)
+    blocked = _unreachable(plan.spec["rootfs"], root_uid, root_gid)
+    if blocked:
+        raise OciError("root.path", f"the user namespace's root (host uid {root_uid}, gid {root_gid}) cannot "
+                                    f"reach {plan.spec['rootfs']}: {blocked} has no search permission for it")
+    for name, v, m in (("uid", plan.spec.get("uid", 0), uid_map), ("gid", plan.spec.get("gid", 0), gid_map)):
+        if not any(inside <= v < inside + n for inside, _, n in m):
+            raise OciError(f"process.user.{name}", f"{v} is not mapped by linux.{name}Mappings")
+    plan.spec["userns"] = {"uid_map": uid_map, "gid_map": gid_map, "own": [], "traverse": []}
+    if has_unified:
+        # cgroup2 can only be mounted in a cgroup namespace the user namespace owns, and the
+        # container's is made after start: the host's hierarchy is bound read-only instead (as runc does)
+        for m in plan.spec["mounts"]:
+            if m["type"] == "cgroup2":
+                m.update(type="bind", source=_unified_mount(),
+                         options=["rbind"] + [o for o in m["options"] if o != "ro"] + ["ro"])
+
+
+def _unified_mount() -> str:
+    from .cgroups import Host
+
+    host = Host.detect()
+    return host.unified or "/sys/fs/cgroup"
+
+
+def _unreachable(path: str, uid: int, gid: int) -> str:
+    """The first directory on the way to `path` (itself included) that uid:gid may not search."""
+    import stat as st
+
+    parts = path.rstrip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        d = "/".join(parts[:i]) or "/"
+        try:
+            info = os.stat(d)
+        except OSError:
+            return d
+        bit = st.S_IXUSR if info.st_uid == uid else st.S_IXGRP if info.st_gid == gid else st.S_IXOTH
+        if not info.st_mode & bit:
+            return d
+    return ""
 
 
 _RESOURCES = {"devices", "memory", "cpu", "pids", "blockIO", "hugepageLimits", "network", "rdma", "unified"}
@@ -403,8 +487,6 @@ def _linux(value: Any, plan: Plan, has_unified: bool) -> None:
                                   "cgroupsPath", "rootfsPropagation", "resources", "intelRdt", "sysctl",
                                   "seccomp", "maskedPaths", "readonlyPaths", "mountLabel", "personality",
                                   "memoryPolicy", "netDevices"})
-    _unsupported(linux.get("uidMappings"), "linux.uidMappings", "user namespaces are not supported yet")
-    _unsupported(linux.get("gidMappings"), "linux.gidMappings", "user namespaces are not supported yet")
     _unsupported(linux.get("timeOffsets"), "linux.timeOffsets", "time namespaces are not supported yet")
     _unsupported(linux.get("intelRdt"), "linux.intelRdt", "not supported")
     _unsupported(linux.get("mountLabel"), "linux.mountLabel", "SELinux is not supported")
@@ -415,6 +497,7 @@ def _linux(value: Any, plan: Plan, has_unified: bool) -> None:
         raise OciError("linux.rootfsPropagation", "only private (what the native core does) is supported")
     _namespaces(linux.get("namespaces"), plan)
     _devices(linux.get("devices"), plan)
+    _userns(linux, plan, has_unified)
     _resources(linux.get("resources"), plan)
     path = _str(linux.get("cgroupsPath"), "linux.cgroupsPath")
     if path and (":" in path or ".." in path.split("/")):

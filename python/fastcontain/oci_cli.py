@@ -123,7 +123,7 @@ def features() -> dict[str, Any]:
         "hooks": list(oci.HOOK_KINDS),
         "mountOptions": sorted(oci.MOUNT_FLAGS),
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": _capabilities(),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": True, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",

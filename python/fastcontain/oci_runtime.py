@@ -340,11 +340,13 @@ def _sysctls(pid: int, sysctl: dict[str, str]) -> None:
         raise ContainerError(f"linux.sysctl: writing {', '.join(sysctl)} failed (see the log)")
 
 
-def _mknods(pid: int, devices: list[dict[str, Any]]) -> None:
+def _mknods(pid: int, devices: list[dict[str, Any]], rootfs: str = "/") -> None:
+    """linux.devices, made through /proc/PID/root: at `rootfs` while the container
+    waits before pivot_root, at / after it."""
     import stat as st
 
     kinds = {"c": st.S_IFCHR, "u": st.S_IFCHR, "b": st.S_IFBLK, "p": st.S_IFIFO}
-    root = f"/proc/{pid}/root"
+    root = f"/proc/{pid}/root" + rootfs.rstrip("/")
     for d in devices:
         path = root + d["path"]
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -406,14 +408,16 @@ def _prepare(root: str, id: str, plan: _oci.Plan, console_socket: str | None) ->
         cg = OciCgroup.create(plan.cgroups_path or f"fastcontain-oci-{id}", plan.resources, plan.devices)
         stack.callback(cg.remove)  # undone on a failure before start; `delete` removes it later
         spec["cgroup_fd"] = cg.fd
+        # The spec's points for these hooks are after the namespaces exist and before
+        # pivot_root: only then is the child asked to stop there (one more round trip).
+        create_hooks = {kind: _hook_dicts(plan, kind) for kind in ("prestart", "createRuntime", "createContainer")}
+        spec["pause_before_pivot"] = any(create_hooks.values())
         child = _native.spawn(spec)
         stack.callback(child.close)
         cg.close()
         cg.attach(child.pid)
         if plan.sysctl:
             _sysctls(child.pid, plan.sysctl)
-        if plan.devices:
-            _mknods(child.pid, plan.devices)
         st = _start_time(child.pid)
         record = {
             "id": id, "oci": True, "oci_version": plan.oci_version, "bundle": plan.bundle, "pid": child.pid,
@@ -421,14 +425,27 @@ def _prepare(root: str, id: str, plan: _oci.Plan, console_socket: str | None) ->
             "rootfs": spec["rootfs"], "cgroup_dirs": cg.dirs, "poststop": _hook_dicts(plan, "poststop"),
             "clone_method": child.clone_method,
         }
-        created_state = state_json(record, "created")
-        for kind in ("prestart", "createRuntime"):
-            run_hooks(kind, _hook_dicts(plan, kind), created_state)
-        run_hooks("createContainer", _hook_dicts(plan, "createContainer"), created_state, in_container=child.pid)
+        if child.paused_before_pivot:
+            # the container's /dev is at its rootfs in its mount namespace, not yet its root
+            if plan.devices:
+                _mknods(child.pid, plan.devices, spec["rootfs"])
+            creating = state_json(record, "creating")
+            for kind in ("prestart", "createRuntime"):  # prestart: deprecated, createRuntime's point
+                run_hooks(kind, create_hooks[kind], creating)
+            run_hooks("createContainer", create_hooks["createContainer"], creating, in_container=child.pid)
+            child.resume_setup()
+        elif plan.devices:
+            _mknods(child.pid, plan.devices)
         sup = _supervisor.Supervised(state, child, record, exit_after_start=True)
-        sup.before_start.append(lambda: run_hooks(
-            "startContainer", _hook_dicts(plan, "startContainer"), state_json(record, "created"),
-            in_container=child.pid))
+        def start_hooks() -> None:
+            try:
+                run_hooks("startContainer", _hook_dicts(plan, "startContainer"), state_json(record, "created"),
+                          in_container=child.pid)
+            except ContainerError:
+                child.send_signal(signal.SIGKILL)  # the spec: a failed startContainer hook stops the container
+                raise
+
+        sup.before_start.append(start_hooks)
         sup.after_start.append(lambda: run_hooks(
             "poststart", _hook_dicts(plan, "poststart"), state_json(record, "running"), warn_only=True))
         return sup

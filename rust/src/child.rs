@@ -24,8 +24,10 @@ pub struct Fds {
     pub sync_r: Option<c_int>,
     /// Read end of the map pipe, when the child waits for its user namespace's mapping.
     pub map_r: Option<c_int>,
+    /// Read end of the hooks pipe, when the child waits after its mounts, before pivot_root.
+    pub pivot_r: Option<c_int>,
     /// The parent's ends, closed first so that the parent's exit is seen as EOF.
-    pub parent_ends: [c_int; 3],
+    pub parent_ends: [c_int; 4],
 }
 
 /// Exit status of a child whose set-up failed (it is reaped by the parent).
@@ -88,6 +90,11 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
         step!(fds, op.step(), i, do_op(op));
     }
     plan.marks.set(Mark::Mounted);
+    // OCI hooks: createRuntime (the runtime's namespaces) and createContainer (ours,
+    // through setns) run now, with our mounts made and the old root still there.
+    if let Some(pivot_r) = fds.pivot_r {
+        step!(fds, Step::WaitHooks, 0, pause(fds.err_w, pivot_r, Record::PAUSED));
+    }
 
     // pivot_root into it, the old root stacked under the new one and detached.
     step!(fds, Step::PivotRoot, 0, sys::chdir(&plan.rootfs));
@@ -414,13 +421,19 @@ fn wait_byte(fd: c_int) -> sys::SysResult<()> {
 /// Report READY, then block until the parent writes a byte (start) or closes
 /// the pipe (the container was removed before it started: leave quietly).
 fn wait_for_start(err_w: c_int, sync_r: c_int) -> sys::SysResult<()> {
-    let ready = Record { step: Record::READY, errno: 0, index: 0 };
-    sys::write_all(err_w, &ready.to_bytes())?;
+    pause(err_w, sync_r, Record::READY)
+}
+
+/// Report `what` (READY, PAUSED), then block until the parent writes a byte on
+/// `fd` or closes it (then leave quietly).
+fn pause(err_w: c_int, fd: c_int, what: u32) -> sys::SysResult<()> {
+    let rec = Record { step: what, errno: 0, index: 0 };
+    sys::write_all(err_w, &rec.to_bytes())?;
     let mut b = [0u8; 1];
-    if sys::read_full(sync_r, &mut b)? == 0 {
+    if sys::read_full(fd, &mut b)? == 0 {
         sys::exit_now(FAILED);
     }
-    sys::close(sync_r);
+    sys::close(fd);
     Ok(())
 }
 

@@ -52,6 +52,8 @@ steps! {
     Symlink = "symlink",
     MaskPath = "mask path",
     ReadonlyPath = "readonly path",
+    // OCI hooks: after the mounts, the parent runs createRuntime and createContainer
+    WaitHooks = "wait for the createRuntime and createContainer hooks",
     PivotRoot = "pivot_root",
     DetachOldRoot = "detach old root",
     ReadonlyRoot = "remount root read-only",
@@ -101,6 +103,9 @@ impl Record {
     pub const READY: u32 = u32::MAX;
     /// Sent by an exec's first child (errno 0, index the pid): the pid of the process that execs.
     pub const PID: u32 = u32::MAX - 1;
+    /// Written (errno 0) when the child has its mounts and waits before pivot_root
+    /// (`pause_before_pivot`: the parent runs the OCI createRuntime/createContainer hooks).
+    pub const PAUSED: u32 = u32::MAX - 2;
 
     pub fn to_bytes(self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];

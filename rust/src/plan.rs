@@ -119,6 +119,8 @@ pub struct Plan {
     /// v1 cgroup.procs files the child joins by writing "0", before late_cgroupns.
     pub cgroup_procs_fds: Vec<i32>,
     pub wait_for_start: bool,
+    /// Stop after the mounts, before pivot_root, until the parent says go on (OCI hooks).
+    pub pause_before_pivot: bool,
     pub rootfs: CString,
     /// The mount that makes the rootfs directory the container's root.
     pub rootfs_mount: Op,
@@ -615,7 +617,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     }
     let mut b = Builder { rootfs: &rootfs, ops: Vec::new(), notes: Vec::new() };
     if spec.default_mounts {
-        for (i, m) in mount::default_mounts().iter().enumerate() {
+        for (i, m) in default_mounts_for(spec, ns_flags).iter().enumerate() {
             b.mount(&format!("default_mounts[{i}]"), m)?;
             if m.target == "/dev" {
                 // nodes and links go into the fresh /dev tmpfs before anything is mounted below it
@@ -792,6 +794,13 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
             "an interface is made by the parent between create and start: it needs wait_for_start and a network namespace of the container's own",
         ));
     }
+    if spec.pause_before_pivot && !spec.wait_for_start {
+        return Err(SpecError::new(
+            "pause_before_pivot",
+            "true",
+            "a child paused before pivot_root is set up by the caller until start: it needs wait_for_start",
+        ));
+    }
     let cap_mask = spec.capabilities.as_deref().map(|c| caps::mask("capabilities", c)).transpose()?;
     let userns = match &spec.userns {
         None => None,
@@ -816,6 +825,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         netns_fd,
         cgroup_procs_fds: spec.cgroup_procs_fds.clone(),
         wait_for_start: spec.wait_for_start,
+        pause_before_pivot: spec.pause_before_pivot,
         rootfs: cstring("rootfs", &rootfs)?,
         rootfs_mount,
         ops,
@@ -852,6 +862,26 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     Ok((plan, d))
 }
 
+/// The default mounts as a user namespace can make them: sysfs only in a network
+/// namespace it owns (else the host's /sys is bound read-only, as runc does), and
+/// devpts's gid=5 only when gid 5 is mapped (the kernel refuses an unmapped one).
+fn default_mounts_for(spec: &Spec, ns_flags: u64) -> Vec<MountSpec> {
+    let mut mounts = mount::default_mounts();
+    if let Some(u) = &spec.userns {
+        let own_netns = ns_flags & libc::CLONE_NEWNET as u64 != 0 && spec.netns_fd.is_none();
+        let gid5 = u.gid_map.iter().any(|&(inside, _, count)| inside <= 5 && 5 - inside < count);
+        for m in mounts.iter_mut() {
+            if m.fstype == "sysfs" && !own_netns {
+                *m = MountSpec::new("/sys", "/sys", "bind", &["rbind", "nosuid", "noexec", "nodev", "ro"]);
+            }
+            if m.fstype == "devpts" && !gid5 {
+                m.options.retain(|o| o != "gid=5");
+            }
+        }
+    }
+    mounts
+}
+
 /// The plan of an exec into a running container: the process half of a
 /// container's plan (command, environment, credentials, capabilities,
 /// seccomp, rlimits, stdio), with the namespaces of `pidfd` joined instead of
@@ -874,7 +904,7 @@ fn build_exec(spec: &Spec, pidfd: i32) -> Result<(Plan, Describe), SpecError> {
             "an exec joins at least the container's mount namespace ('mount'): its root filesystem",
         ));
     }
-    if spec.init || spec.wait_for_start {
+    if spec.init || spec.wait_for_start || spec.pause_before_pivot {
         return Err(SpecError::new("join", pidfd.to_string(), "an exec takes neither init nor wait_for_start"));
     }
     let process_only = Spec {
@@ -1159,6 +1189,35 @@ mod tests {
         assert!(plan.clone_flags & libc::CLONE_NEWNET as u64 == 0 && !plan.loopback_up);
         s.namespaces = vec!["mount".into(), "pid".into()];
         assert_eq!(build(&s).err().unwrap().field, "netns_fd");
+    }
+
+    #[test]
+    fn a_user_namespace_gets_default_mounts_it_can_make() {
+        let mut s = spec();
+        s.userns = Some(crate::spec::Userns { uid_map: vec![(0, 0, 1)], gid_map: vec![(0, 0, 1)], ..Default::default() });
+        s.namespaces = vec!["mount".into(), "pid".into()];
+        let m = default_mounts_for(&s, namespaces::clone_flags(&s.namespaces).unwrap());
+        let sys = m.iter().find(|m| m.target == "/sys").unwrap();
+        assert_eq!((sys.source.as_str(), sys.fstype.as_str()), ("/sys", "bind"), "no netns of its own: the host's /sys");
+        assert!(sys.options.contains(&"rbind".to_string()) && sys.options.contains(&"ro".to_string()));
+        let pts = m.iter().find(|m| m.fstype == "devpts").unwrap();
+        assert!(!pts.options.contains(&"gid=5".to_string()), "gid 5 is not mapped");
+        s.namespaces.push("net".into());
+        s.userns.as_mut().unwrap().gid_map = vec![(0, 100000, 65536)];
+        let m = default_mounts_for(&s, namespaces::clone_flags(&s.namespaces).unwrap());
+        assert_eq!(m, mount::default_mounts(), "its own netns and gid 5 mapped: the usual defaults");
+        s.userns = None;
+        s.namespaces = vec!["mount".into()];
+        assert_eq!(default_mounts_for(&s, namespaces::clone_flags(&s.namespaces).unwrap()), mount::default_mounts());
+    }
+
+    #[test]
+    fn pausing_before_pivot_needs_wait_for_start() {
+        let mut s = spec();
+        s.pause_before_pivot = true;
+        assert_eq!(build(&s).err().unwrap().field, "pause_before_pivot");
+        s.wait_for_start = true;
+        assert!(build(&s).unwrap().0.pause_before_pivot);
     }
 
     #[test]

@@ -148,6 +148,7 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         netns_fd: take(&mut f, "netns_fd", "an int", || None)?,
         cgroup_procs_fds: take(&mut f, "cgroup_procs_fds", "a list of ints", Vec::new)?,
         wait_for_start: take(&mut f, "wait_for_start", "a bool", || false)?,
+        pause_before_pivot: take(&mut f, "pause_before_pivot", "a bool", || false)?,
         capabilities: take(&mut f, "capabilities", "a list of capability names", || None)?,
         no_new_privileges: take(&mut f, "no_new_privileges", "a bool", || false)?,
         seccomp: match f.remove("seccomp") {
@@ -247,6 +248,15 @@ impl PyChild {
             d.set_item("child_exec", exec)?;
         }
         Ok(d)
+    }
+
+    fn resume_setup(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.resume_setup()).map_err(|e| to_py(py, Error::Spawn(e)))
+    }
+
+    #[getter]
+    fn paused_before_pivot(&self) -> bool {
+        self.inner.paused_before_pivot()
     }
 
     fn start(&self, py: Python<'_>) -> PyResult<()> {

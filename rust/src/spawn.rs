@@ -50,6 +50,8 @@ struct State {
     err_r: Option<OwnedFd>,
     /// Write end of the sync pipe, until start.
     sync_w: Option<OwnedFd>,
+    /// Write end of the hooks pipe while the child waits before pivot_root.
+    pivot_w: Option<OwnedFd>,
     started: bool,
     returncode: Option<i32>,
     /// From waitid when it was reaped: CPU time and peak memory of it and of what it reaped.
@@ -107,6 +109,13 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
     } else {
         (None, None)
     };
+    // OCI hooks: the child stops after its mounts, before pivot_root, until told.
+    let (pivot_r, pivot_w) = if plan.pause_before_pivot {
+        let (r, w) = pipe()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
 
     // A user namespace: the container's root gets its folders, and a pipe on which the
     // child waits until its uid_map and gid_map are written.
@@ -135,10 +144,12 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
             err_w: err_w.as_raw_fd(),
             sync_r: sync_r.as_ref().map(|f| f.as_raw_fd()),
             map_r: map_r.as_ref().map(|f| f.as_raw_fd()),
+            pivot_r: pivot_r.as_ref().map(|f| f.as_raw_fd()),
             parent_ends: [
                 err_r.as_raw_fd(),
                 sync_w.as_ref().map_or(-1, |f| f.as_raw_fd()),
                 map_w.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                pivot_w.as_ref().map_or(-1, |f| f.as_raw_fd()),
             ],
         };
         // Signals stay blocked across the clone so that no handler of ours runs in the child.
@@ -157,7 +168,7 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
         let r = match r {
             Ok(0) => child::run(&plan, &fds),
             Ok(pid) => Ok((pid, method, sync_r, sync_w)),
-            Err(libc::ENOSYS) if map_r.is_none() => {
+            Err(libc::ENOSYS) if map_r.is_none() && pivot_r.is_none() => {
                 sys::set_signal_mask(&old_mask);
                 return clone_fallback(plan, describe, plan_ns, err_r, err_w, sync_r, sync_w, t_clone);
             }
@@ -170,6 +181,7 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
         }
     };
     drop(map_r);
+    drop(pivot_r);
     if let (Some(u), Some(w)) = (&plan.userns, map_w) {
         if let Err(e) = write_maps(pid, u, w) {
             kill_and_reap(&pidfd);
@@ -182,7 +194,7 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
     if joining {
         return finish_exec(pidfd, method, err_r, err_w, describe, plan_ns, t_clone);
     }
-    let child = finish(pid, pidfd, method, err_r, err_w, sync_r, sync_w, describe, plan_ns, t_clone)?;
+    let child = finish(pid, pidfd, method, err_r, err_w, sync_r, sync_w, pivot_w, describe, plan_ns, t_clone)?;
     child.lock().timings.child = steps;
     Ok(child)
 }
@@ -266,6 +278,7 @@ fn finish_exec(
         state: Mutex::new(State {
             err_r: None,
             sync_w: None,
+            pivot_w: None,
             started: true,
             returncode: None,
             usage: None,
@@ -388,7 +401,8 @@ fn clone_fallback(
         err_w: err_w.as_raw_fd(),
         sync_r: sync_r.as_ref().map(|f| f.as_raw_fd()),
         map_r: None,
-        parent_ends: [err_r.as_raw_fd(), sync_w.as_ref().map_or(-1, |f| f.as_raw_fd()), -1],
+        pivot_r: None,
+        parent_ends: [err_r.as_raw_fd(), sync_w.as_ref().map_or(-1, |f| f.as_raw_fd()), -1, -1],
     };
     let mut pidfd: c_int = -1;
     let flags = plan.clone_flags & !sys::CLONE_INTO_CGROUP;
@@ -414,7 +428,7 @@ fn clone_fallback(
             ));
         }
     }
-    let child = finish(pid, pidfd, CloneMethod::Clone, err_r, err_w, sync_r, sync_w, describe, plan_ns, t_clone)?;
+    let child = finish(pid, pidfd, CloneMethod::Clone, err_r, err_w, sync_r, sync_w, None, describe, plan_ns, t_clone)?;
     if hold {
         child.start()?;
     }
@@ -430,6 +444,7 @@ fn finish(
     err_w: OwnedFd,
     sync_r: Option<OwnedFd>,
     sync_w: Option<OwnedFd>,
+    pivot_w: Option<OwnedFd>,
     describe: Describe,
     plan_ns: u64,
     t_clone: Instant,
@@ -439,6 +454,7 @@ fn finish(
     drop(err_w);
     drop(sync_r);
     let waits = sync_w.is_some();
+    let first = if pivot_w.is_some() { Some(Record::PAUSED) } else if waits { Some(Record::READY) } else { None };
     let child = Child {
         pid,
         pidfd: Mutex::new(Some(Arc::new(pidfd))),
@@ -446,6 +462,7 @@ fn finish(
         state: Mutex::new(State {
             err_r: Some(err_r),
             sync_w,
+            pivot_w,
             started: !waits,
             returncode: None,
             usage: None,
@@ -456,7 +473,7 @@ fn finish(
     let t_setup = Instant::now();
     {
         let mut st = child.lock();
-        child.read_status(&mut st, waits)?;
+        child.read_status(&mut st, first)?;
         st.timings.setup = elapsed_ns(t_setup);
     }
     Ok(child)
@@ -506,9 +523,10 @@ impl Child {
         self.lock().usage
     }
 
-    /// Read the child's next status from the error pipe: READY (when it waits
-    /// for start), EOF (exec'd), or a failure record (then it is reaped).
-    fn read_status(&self, st: &mut State, expect_ready: bool) -> Result<(), SpawnError> {
+    /// Read the child's next status from the error pipe: `expect` (READY when it
+    /// waits for start, PAUSED before pivot_root), EOF (None: exec'd), or a
+    /// failure record (then it is reaped).
+    fn read_status(&self, st: &mut State, expect: Option<u32>) -> Result<(), SpawnError> {
         let Some(err_r) = st.err_r.as_ref() else { return Ok(()) };
         let mut buf = [0u8; Record::SIZE];
         let got = sys::read_full(err_r.as_raw_fd(), &mut buf).map_err(|e| {
@@ -516,7 +534,7 @@ impl Child {
         });
         let failure = match got {
             Err(e) => e,
-            Ok(0) if !expect_ready => {
+            Ok(0) if expect.is_none() => {
                 st.err_r = None;
                 return Ok(());
             }
@@ -528,7 +546,7 @@ impl Child {
             ),
             Ok(n) if n == Record::SIZE => {
                 let rec = Record::from_bytes(&buf);
-                if rec.step == Record::READY && expect_ready {
+                if Some(rec.step) == expect {
                     return Ok(());
                 }
                 self.describe.error(rec)
@@ -542,6 +560,7 @@ impl Child {
         };
         st.err_r = None;
         st.sync_w = None;
+        st.pivot_w = None;
         if let Some(fd) = self.pidfd_arc() {
             kill_and_reap(&fd);
         }
@@ -556,6 +575,14 @@ impl Child {
         if st.started {
             return Ok(());
         }
+        if st.pivot_w.is_some() {
+            return Err(SpawnError::new(
+                Step::Start,
+                libc::EINVAL,
+                None,
+                "the container waits before pivot_root: resume_setup() comes before start".into(),
+            ));
+        }
         let Some(sync_w) = st.sync_w.take() else {
             return Err(SpawnError::new(Step::Start, libc::EINVAL, None, "the container cannot be started again".into()));
         };
@@ -568,9 +595,29 @@ impl Child {
             return Err(SpawnError::new(Step::Start, e, None, "telling the container to start failed".into()));
         }
         st.started = true;
-        self.read_status(&mut st, false)?;
+        self.read_status(&mut st, None)?;
         st.timings.start = elapsed_ns(t);
         Ok(())
+    }
+
+    /// True while the child waits after its mounts, before pivot_root.
+    pub fn paused_before_pivot(&self) -> bool {
+        self.lock().pivot_w.is_some()
+    }
+
+    /// Let a child paused before pivot_root go on; returns once it is ready
+    /// (waiting for start), or with the error of the step that failed.
+    pub fn resume_setup(&self) -> Result<(), SpawnError> {
+        let mut st = self.lock();
+        let Some(pivot_w) = st.pivot_w.take() else {
+            return Err(SpawnError::new(Step::WaitHooks, libc::EINVAL, None, "the container does not wait before pivot_root".into()));
+        };
+        let w = sys::write_all(pivot_w.as_raw_fd(), b"p");
+        drop(pivot_w);
+        if let Err(e) = w {
+            return Err(SpawnError::new(Step::WaitHooks, e, None, "telling the container to go on to pivot_root failed".into()));
+        }
+        self.read_status(&mut st, Some(Record::READY))
     }
 
     /// Reap without blocking.
@@ -628,6 +675,7 @@ impl Child {
     pub fn close(&self) {
         let mut st = self.lock();
         st.sync_w = None;
+        st.pivot_w = None;
         st.err_r = None;
         let fd = self.pidfd.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(fd) = fd {

@@ -85,6 +85,9 @@ pub struct Spec {
     /// them itself) before its cgroup namespace is made, so no stop before exec is needed.
     pub cgroup_procs_fds: Vec<i32>,
     pub wait_for_start: bool,
+    /// Stop once more, after the mounts and before pivot_root, until the parent
+    /// says go on (OCI createRuntime/createContainer hooks run there). Needs wait_for_start.
+    pub pause_before_pivot: bool,
     /// The capabilities kept in every set; None keeps what the caller has (privileged).
     pub capabilities: Option<Vec<String>>,
     pub no_new_privileges: bool,
@@ -135,6 +138,7 @@ impl Default for Spec {
             netns_fd: None,
             cgroup_procs_fds: Vec::new(),
             wait_for_start: false,
+            pause_before_pivot: false,
             capabilities: None,
             no_new_privileges: false,
             seccomp: None,

@@ -162,7 +162,7 @@ def test_limits_sysctl_and_hooks(bundle: Path, root: str, tmp_path: Path) -> Non
         lines = marks.read_text().splitlines()
         assert [line.split()[0] for line in lines] == ["createRuntime", "poststart", "poststop"]
         states = [json.loads(line.split(" ", 1)[1]) for line in lines]
-        assert [s["status"] for s in states] == ["created", "running", "stopped"]
+        assert [s["status"] for s in states] == ["creating", "running", "stopped"]
         assert all(s["id"] == "h1" and s["pid"] == pid for s in states)
         assert not os.path.exists(f"/sys/fs/cgroup/memory{path}")
     finally:
@@ -183,10 +183,10 @@ def test_a_failing_create_hook_fails_create_and_leaves_nothing(bundle: Path, roo
 
 
 def test_an_unsupported_field_is_named(bundle: Path, root: str) -> None:
-    write(bundle, ["true"], linux={"uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]})
+    write(bundle, ["true"], linux={"timeOffsets": {"monotonic": {"secs": 1}}})
     r = oci(root, "create", "--bundle", str(bundle), "u1")
     assert r.returncode == 1
-    assert "config.json: linux.uidMappings: user namespaces are not supported yet" in r.stderr
+    assert "config.json: linux.timeOffsets: time namespaces are not supported yet" in r.stderr
 
 
 def test_device_rules_are_enforced(bundle: Path, root: str) -> None:

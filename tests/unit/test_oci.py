@@ -54,6 +54,7 @@ def test_what_runc_and_crun_spec_write_translates(bundle: Path, tool: str) -> No
 
 @pytest.mark.parametrize("path, value, field", [
     (("linux", "uidMappings"), [{"containerID": 0, "hostID": 1000, "size": 1}], "linux.uidMappings"),
+    (("linux", "timeOffsets"), {"monotonic": {"secs": 1}}, "linux.timeOffsets"),
     (("linux", "intelRdt"), {"closID": "x"}, "linux.intelRdt"),
     (("process", "selinuxLabel"), "system_u:x", "process.selinuxLabel"),
     (("process", "nosuch"), 1, "process.nosuch"),
@@ -90,8 +91,8 @@ def test_namespaces_new_and_joined(bundle: Path) -> None:
     c["linux"]["namespaces"] = [{"type": "pid"}]
     with pytest.raises(OciError, match="a mount namespace is required"):
         oci.translate(str(bundle), c)
-    c["linux"]["namespaces"] = [{"type": "mount"}, {"type": "user"}]
-    with pytest.raises(OciError, match="user namespaces are not supported"):
+    c["linux"]["namespaces"] = [{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}]
+    with pytest.raises(OciError, match="joining a user namespace by path is not supported"):
         oci.translate(str(bundle), c)
     c["linux"]["namespaces"] = [{"type": "mount"}]
     c["hostname"] = "h"
@@ -163,3 +164,66 @@ def test_spec_writes_a_bundle_config_and_features(tmp_path: Path, capsys: pytest
     assert oci_cli.main(["features"]) == 0
     f = json.loads(capsys.readouterr().out)
     assert f["ociVersionMax"] == "1.1.0" and "createRuntime" in f["hooks"] and not f["linux"]["cgroup"]["systemd"]
+
+
+@pytest.fixture
+def open_bundle() -> Any:
+    """A bundle every uid may reach (pytest's tmp folders are 0700 root's)."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="fastcontain-test-oci-"))
+    d.chmod(0o755)
+    (d / "rootfs").mkdir()
+    yield d
+    shutil.rmtree(d)
+
+
+def _userns_config(**maps: Any) -> dict[str, Any]:
+    c = config()
+    c["linux"]["namespaces"].append({"type": "user"})
+    c["linux"]["uidMappings"] = maps.get("uid", [{"containerID": 0, "hostID": 100000, "size": 65536}])
+    c["linux"]["gidMappings"] = maps.get("gid", [{"containerID": 0, "hostID": 200000, "size": 65536}])
+    return c
+
+
+def test_uid_and_gid_mappings_become_the_native_userns(open_bundle: Path) -> None:
+    bundle = open_bundle
+    plan = oci.translate(str(bundle), _userns_config())
+    assert plan.spec["userns"] == {"uid_map": [(0, 100000, 65536)], "gid_map": [(0, 200000, 65536)],
+                                   "own": [], "traverse": []}
+    assert "user" not in plan.spec["namespaces"]  # the native spec's userns makes it
+    # no cgroup namespace of its own before start: the host's cgroup2 is bound read-only
+    (m,) = plan.spec["mounts"]
+    assert m["type"] == "bind" and m["options"][0] == "rbind" and m["options"][-1] == "ro"
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"uid": []}, "linux.uidMappings", "needs both"),
+    ({"gid": [{"containerID": 1, "hostID": 5, "size": 1}]}, "linux.gidMappings", "containerID 0"),
+    ({"uid": [{"containerID": 0, "hostID": -1, "size": 1}]}, "linux.uidMappings[0].hostID", "an id"),
+    ({"uid": [{"containerID": 0, "hostID": 1, "size": 0}]}, "linux.uidMappings[0].size", "positive"),
+    ({"uid": [{"containerID": 0, "hostID": 1, "size": 1, "x": 1}]}, "linux.uidMappings[0].x", "unknown"),
+])
+def test_bad_mappings_are_named(open_bundle: Path, change: dict[str, Any], field: str, words: str) -> None:
+    with pytest.raises(OciError) as info:
+        oci.translate(str(open_bundle), _userns_config(**change))
+    assert info.value.field == field and words in str(info.value)
+
+
+def test_mappings_need_a_user_namespace_and_a_reachable_rootfs(open_bundle: Path) -> None:
+    bundle = open_bundle
+    c = config()
+    c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 1}]
+    with pytest.raises(OciError, match="need a new user namespace"):
+        oci.translate(str(bundle), c)
+    bundle.chmod(0o700)
+    with pytest.raises(OciError) as info:
+        oci.translate(str(bundle), _userns_config())
+    assert info.value.field == "root.path"
+    assert f"host uid 100000, gid 200000) cannot reach {bundle}/rootfs: {bundle} has no search permission" in str(info.value)
+    bundle.chmod(0o755)
+    c = _userns_config()
+    c["process"]["user"] = {"uid": 70000, "gid": 0}
+    c["process"].pop("capabilities")
+    with pytest.raises(OciError, match="70000 is not mapped"):
+        oci.translate(str(bundle), c)
