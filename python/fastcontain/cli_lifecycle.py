@@ -8,12 +8,15 @@ as `run` does.
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # fastcontain-oci kill imports parse_signal: no argparse or typing at run time
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 from .errors import FastcontainError
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import errno as _errno
 import os
 import subprocess
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time (fastcontain-oci starts per call)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class FastcontainError(Exception):

@@ -11,22 +11,27 @@ podman read back); the exit status is then 1.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import Any, NoReturn, Sequence
+
+# typing (~4 ms) is not imported at run time: this module starts every call
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, NoReturn, Sequence
 
 PROG = "fastcontain-oci"
 VERSION_SPEC = "1.1.0"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(1, f"{PROG}: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            self.print_usage(sys.stderr)
+            self.exit(1, f"{PROG}: {message}\n")
+
     p = _Parser(prog=PROG, description="An OCI runtime (runc's command line) backed by fastcontain.")
     p.add_argument("--root", default=None, help="the runtime's state folder (default /run/fastcontain-oci)")
     p.add_argument("--log", default=None, help="append errors (and --debug messages) to this file")
@@ -86,6 +91,87 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-b", "--bundle", default=".")
     c.add_argument("--rootless", dest="spec_rootless", action="store_true")
     return p
+
+
+# -- the engines' calls without argparse -------------------------------------------------------
+# argparse with gettext and locale costs ~5 ms of every call. The calls engines make
+# (containerd's shim, conmon, CRI-O) are parsed here by a table of runc's flags; anything
+# else (help, a flag not listed, a bad value, another command) goes to argparse, which
+# gives the same answer or the error. tests/unit/test_oci_cli_parse.py compares the two.
+
+_GLOBAL_VALUE = {"--root": "root", "--log": "log", "--log-format": "log_format", "--rootless": "rootless"}
+_GLOBAL_FLAG = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
+_GLOBAL_DEFAULTS = {"root": None, "log": None, "log_format": "text", "debug": False, "systemd_cgroup": False,
+                    "rootless": "false", "version": False}
+_CREATE_VALUE = {"-b": "bundle", "--bundle": "bundle", "--pid-file": "pid_file", "--console-socket": "console_socket",
+                 "--preserve-fds": "preserve_fds"}
+_CREATE_FLAG = {"--no-pivot": "no_pivot", "--no-new-keyring": "no_new_keyring"}
+_CREATE_DEFAULTS = {"bundle": ".", "pid_file": None, "console_socket": None, "no_pivot": False,
+                    "no_new_keyring": False, "preserve_fds": 0}
+# command: (options taking a value, flags, defaults, positional names, how many of them are required)
+_VERBS: dict[str, tuple[dict[str, str], dict[str, str], dict[str, Any], tuple[str, ...], int]] = {
+    "create": (_CREATE_VALUE, _CREATE_FLAG, _CREATE_DEFAULTS, ("id",), 1),
+    "run": (_CREATE_VALUE, {**_CREATE_FLAG, "-d": "detach", "--detach": "detach"},
+            {**_CREATE_DEFAULTS, "detach": False}, ("id",), 1),
+    "start": ({}, {}, {}, ("id",), 1),
+    "state": ({}, {}, {}, ("id",), 1),
+    "pause": ({}, {}, {}, ("id",), 1),
+    "resume": ({}, {}, {}, ("id",), 1),
+    "kill": ({}, {"-a": "all", "--all": "all"}, {"all": False, "signal": "SIGTERM"}, ("id", "signal"), 1),
+    "delete": ({}, {"-f": "force", "--force": "force"}, {"force": False}, ("id",), 1),
+}
+
+
+def fast_parse(argv: Sequence[str]) -> Any:
+    """The arguments of an engine's call as argparse would give them, or None when
+    argparse must decide (anything unusual)."""
+    from types import SimpleNamespace
+
+    out: dict[str, Any] = dict(_GLOBAL_DEFAULTS)
+    i, n = 0, len(argv)
+    values, flags = _GLOBAL_VALUE, _GLOBAL_FLAG
+    positionals: list[str] = []
+    verb = None
+    while i < n:
+        arg = argv[i]
+        if arg.startswith("-") and arg != "-":
+            name, eq, value = arg.partition("=")
+            if name in values:
+                if not eq:
+                    i += 1
+                    if i >= n or argv[i].startswith("-"):
+                        return None
+                    value = argv[i]
+                out[values[name]] = value
+            elif name in flags and not eq:
+                out[flags[name]] = True
+            else:
+                return None
+        elif verb is None:
+            if arg not in _VERBS:
+                return None
+            verb = arg
+            values, flags, defaults, _, _ = _VERBS[verb]
+            for k, v in defaults.items():
+                out.setdefault(k, v)
+        else:
+            positionals.append(arg)
+        i += 1
+    if verb is None:
+        return None
+    names, required = _VERBS[verb][3], _VERBS[verb][4]
+    if not required <= len(positionals) <= len(names):
+        return None
+    out.update(zip(names, positionals))
+    if out["log_format"] not in ("text", "json"):
+        return None
+    if "preserve_fds" in out:
+        try:
+            out["preserve_fds"] = int(out["preserve_fds"])
+        except ValueError:
+            return None
+    out["command"] = verb
+    return SimpleNamespace(**out)
 
 
 class _Log:
@@ -275,7 +361,8 @@ def _fail(log: _Log, msg: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = fast_parse(argv) or build_parser().parse_args(argv)
     log = _Log(args.log, args.log_format, args.debug)
     if args.version:
         from importlib import metadata

@@ -19,12 +19,13 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable
-
 from . import state as _state
 from .errors import ContainerError
 
+TYPE_CHECKING = False  # typing is not imported at run time (see oci_cli)
 if TYPE_CHECKING:
+    from typing import Any, Callable
+
     from contextlib import ExitStack
 
     from . import oci as _oci
