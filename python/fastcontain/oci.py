@@ -1,7 +1,7 @@
 """An OCI bundle (runtime-spec 1.1 config.json) translated into what fastcontain runs.
 
 `load(bundle)` reads and checks config.json: every field is either carried out or
-refused with an OciError naming it (`linux.uidMappings: user namespaces are not
+refused with an OciError naming it (`linux.timeOffsets: time namespaces are not
 supported yet`), never ignored. `translate` gives a Plan: the native spec (see
 _native.pyi) plus what the supervisor does around the spawn, because the native core
 has no notion of it: namespaces joined by path (setns before clone), the cgroup at
@@ -14,10 +14,15 @@ Where the native core differs from runc, the difference is named here:
   are satisfied by them, any other mount is applied after them in order.
 - a "cgroup" mount is the host's cgroup2 hierarchy, read-only (runc builds a tmpfs of
   v1 controllers; on a v2 host the two are the same).
-- createRuntime and createContainer hooks run once the container's set-up is done and
-  it waits for start (after its mounts and pivot_root, where the spec places them
-  before pivot_root); startContainer hooks run in the container's namespaces, chrooted
-  to its root, before its process is released.
+- prestart and createRuntime hooks (runtime namespace) and createContainer hooks (setns
+  into the container's mount, net, ipc, uts and cgroup namespaces, not its user or pid
+  namespace) run while the native child waits after its mounts, before pivot_root
+  (`pause_before_pivot`, only asked for when there are such hooks); startContainer
+  hooks run the same way after pivot_root, before the process is released.
+- a new user namespace (linux.uidMappings / gidMappings) is the native spec's userns;
+  its "cgroup" mount is a read-only bind of the host's cgroup2 (the container's cgroup
+  namespace comes after start), and its /sys is the host's, bound, without a network
+  namespace of its own. Joining one by path is refused.
 """
 
 from __future__ import annotations

@@ -231,6 +231,23 @@ def _capabilities() -> list[str]:
     return list(_native.CAPABILITIES)
 
 
+def rootless_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """What `runc spec --rootless` makes of it: a user namespace mapping the caller's ids
+    to root, no network or cgroup namespace of its own, the host's /sys bound, no
+    resources, devpts without gid=5 (unmapped)."""
+    linux = spec["linux"]
+    linux.pop("resources", None)
+    linux["uidMappings"] = [{"containerID": 0, "hostID": os.getuid(), "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": os.getgid(), "size": 1}]
+    linux["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
+    for m in spec["mounts"]:
+        if m["destination"] == "/sys":
+            m.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+        if m["type"] == "devpts":
+            m["options"] = [o for o in m["options"] if o != "gid=5"]
+    return spec
+
+
 def default_spec() -> dict[str, Any]:
     """What `runc spec` writes (runtime-spec's example), with a cgroup namespace."""
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
@@ -336,15 +353,14 @@ def dispatch(args: argparse.Namespace, log: _Log) -> int:
     elif cmd == "features":
         _print_json(features())
     elif cmd == "spec":
-        if args.spec_rootless:
-            return _fail(log, "spec --rootless: rootless containers are not supported yet")
         import json
 
         path = os.path.join(args.bundle, "config.json")
         if os.path.exists(path):
             return _fail(log, f"File {path} exists. Remove it first")
+        spec = rootless_spec(default_spec()) if args.spec_rootless else default_spec()
         with open(path, "w") as f:
-            json.dump(default_spec(), f, indent="\t")
+            json.dump(spec, f, indent="\t")
     return 0
 
 

@@ -45,9 +45,12 @@ def _chown_tree(top: Path, uid: int, gid: int) -> None:
 
 
 def _spec(tool: str, bundle: Path, rootless: bool) -> dict[str, Any]:
-    if shutil.which(tool) is None:
+    if tool == "fastcontain-oci":
+        subprocess.run([*OCI, "spec", *(["--rootless"] if rootless else [])], cwd=bundle, check=True)
+    elif shutil.which(tool) is None:
         pytest.skip(f"{tool} is not installed")
-    subprocess.run([tool, "spec", *(["--rootless"] if rootless else [])], cwd=bundle, check=True)
+    else:
+        subprocess.run([tool, "spec", *(["--rootless"] if rootless else [])], cwd=bundle, check=True)
     config: dict[str, Any] = json.loads((bundle / "config.json").read_text())
     config["process"].update(terminal=False, args=["sh", "-c", SHOW])
     config["root"]["readonly"] = False
@@ -82,12 +85,15 @@ def test_crun_spec_with_a_user_namespace_and_a_mapped_rootfs(open_bundle: Path, 
     assert out[5].split()[1] != "0000000000000000"
 
 
-def test_runc_rootless_spec_one_id_mapped_without_a_network_namespace(open_bundle: Path, tmp_path: Path) -> None:
-    """What `runc spec --rootless` writes (here: our uid 0 mapped to 0, size 1, no netns, /sys bound)."""
-    config = _spec("runc", open_bundle, rootless=True)
+@pytest.mark.parametrize("tool", ["runc", "fastcontain-oci"])
+def test_a_rootless_spec_one_id_mapped_without_a_network_namespace(open_bundle: Path, tmp_path: Path,
+                                                                   tool: str) -> None:
+    """What `runc spec --rootless` writes (here: our uid 0 mapped to 0, size 1, no netns, /sys bound),
+    and `fastcontain-oci spec --rootless` the same way."""
+    config = _spec(tool, open_bundle, rootless=True)
     assert not any(ns["type"] == "network" for ns in config["linux"]["namespaces"])
     uid = config["linux"]["uidMappings"]
-    out = _run(str(tmp_path / "root"), open_bundle, config, "un2")
+    out = _run(str(tmp_path / "root"), open_bundle, config, f"un2-{tool}")
     assert out[0].split() == [str(uid[0]["containerID"]), str(uid[0]["hostID"]), str(uid[0]["size"])]
     assert out[2:5] == ["0", "0", "0:0"]
 
@@ -112,3 +118,23 @@ def test_the_user_namespace_is_the_one_hooks_and_state_see(open_bundle: Path, tm
     finally:
         oci(root, "delete", "--force", "un3")
         rm_cgroup_parent(config)
+
+
+def test_create_hooks_reach_a_container_with_a_user_namespace(open_bundle: Path, tmp_path: Path) -> None:
+    """createContainer joins the mount namespace a user namespace owns (before pivot_root)."""
+    marks = tmp_path / "marks"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\nread state\ngrep -q ' {open_bundle}/rootfs/proc ' /proc/self/mountinfo "
+                    f"&& echo $1 >> {marks}\n")
+    hook.chmod(0o755)
+    config = _spec("crun", open_bundle, rootless=False)
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    config["root"]["readonly"] = True
+    config["process"]["args"] = ["sh", "-c", "cat /proc/self/uid_map"]
+    config["hooks"] = {"createContainer": [{"path": str(hook), "args": ["hook.sh", "createContainer"]}],
+                       "createRuntime": [{"path": "/bin/true"}]}
+    out = _run(str(tmp_path / "root"), open_bundle, config, "un4")
+    assert out[0].split() == ["0", "100000", "65536"]
+    assert marks.read_text().split() == ["createContainer"]

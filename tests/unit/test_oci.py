@@ -164,6 +164,16 @@ def test_spec_writes_a_bundle_config_and_features(tmp_path: Path, capsys: pytest
     assert oci_cli.main(["features"]) == 0
     f = json.loads(capsys.readouterr().out)
     assert f["ociVersionMax"] == "1.1.0" and "createRuntime" in f["hooks"] and not f["linux"]["cgroup"]["systemd"]
+    assert set(f["hooks"]) == set(oci.HOOK_KINDS) and "user" in f["linux"]["namespaces"]
+    # what translate accepts is what features names
+    assert set(f["linux"]["namespaces"]) <= set(oci.NAMESPACES) - {"time"}
+
+
+def test_spec_rootless_translates_to_a_user_namespace(open_bundle: Path) -> None:
+    c = oci_cli.rootless_spec(config())
+    plan = oci.translate(str(open_bundle), c)
+    assert plan.spec["userns"]["uid_map"] == [(0, os.getuid(), 1)]
+    assert "net" not in plan.spec["namespaces"] and "cgroup" not in plan.spec["namespaces"]
 
 
 @pytest.fixture
