@@ -364,6 +364,8 @@ def _mknods(pid: int, devices: list[dict[str, Any]], rootfs: str = "/") -> None:
 
 
 def _join(joins: list[tuple[str, str]]) -> None:
+    if not joins:
+        return
     import ctypes
 
     files = {"net": "net", "ipc": "ipc", "uts": "uts", "pid": "pid", "cgroup": "cgroup"}
