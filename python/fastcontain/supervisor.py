@@ -27,15 +27,16 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from . import errors as _errors
 from . import state as _state
 
+TYPE_CHECKING = False  # typing and traceback are not imported at run time (fastcontain-oci start)
 if TYPE_CHECKING:
+    from typing import Any, Callable, NoReturn
+
     from . import _native
 
 
@@ -251,6 +252,8 @@ def _logged(fn: Callable[[], None]) -> None:
     try:
         fn()
     except Exception:
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
 
 
