@@ -162,3 +162,66 @@ def test_a_failing_poststart_hook_only_warns(bundle: Path, root: str) -> None:
     finally:
         oci(root, "delete", "--force", "p1")
         rm_cgroup_parent(c)
+
+
+def _native_spec(rootfs: Path, **extra: Any) -> tuple[dict[str, Any], int]:
+    r, w = os.pipe()
+    os.close(r)
+    return {"argv": ["/bin/true"], "rootfs": str(rootfs), "overlay": None, "namespaces": ["mount", "pid", "uts"],
+            "wait_for_start": True, "stdio": [-1, w, w], **extra}, w
+
+
+def test_the_native_child_waits_before_pivot_root_when_asked(bundle: Path) -> None:
+    """pause_before_pivot: the child has its mounts and the host's root, until resume_setup."""
+    from fastcontain import _native
+    from fastcontain.errors import SpawnError
+
+    rootfs = (bundle / "rootfs").resolve()
+    spec, w = _native_spec(rootfs, pause_before_pivot=True)
+    try:
+        child = _native.spawn(spec)
+    finally:
+        os.close(w)
+    try:
+        assert child.paused_before_pivot
+        assert os.readlink(f"/proc/{child.pid}/root") == "/"  # not pivoted yet
+        with open(f"/proc/{child.pid}/mountinfo") as f:
+            assert f" {rootfs}/proc " in f.read()  # its mounts are made
+        with pytest.raises(SpawnError, match="resume_setup"):
+            child.start()
+        child.resume_setup()
+        assert not child.paused_before_pivot
+        assert os.readlink(f"/proc/{child.pid}/root") == "/"  # pivoted: its root, seen from its own view
+        with open(f"/proc/{child.pid}/mountinfo") as f:
+            assert f" {rootfs}/proc " not in f.read()
+        child.start()
+        assert child.wait(10) == 0
+    finally:
+        child.close()
+    # without the key, no pause (fastcontain.run's path pays nothing)
+    spec, w = _native_spec(rootfs)
+    try:
+        child = _native.spawn(spec)
+    finally:
+        os.close(w)
+    try:
+        assert not child.paused_before_pivot
+        with pytest.raises(SpawnError, match="does not wait before pivot_root"):
+            child.resume_setup()
+        child.start()
+        assert child.wait(10) == 0
+    finally:
+        child.close()
+
+
+def test_a_child_closed_while_paused_before_pivot_leaves_nothing(bundle: Path) -> None:
+    from fastcontain import _native
+
+    spec, w = _native_spec((bundle / "rootfs").resolve(), pause_before_pivot=True)
+    try:
+        child = _native.spawn(spec)
+    finally:
+        os.close(w)
+    pid = child.pid
+    child.close()
+    assert child.returncode is not None and not os.path.exists(f"/proc/{pid}")
