@@ -73,7 +73,20 @@ class Child:
     def started(self) -> bool:
         return self.proc is not None
 
+    @property
+    def paused_before_pivot(self) -> bool:
+        return bool(self.spec.get("pause_before_pivot")) and not getattr(self, "_resumed", False)
+
+    def resume_setup(self) -> None:
+        if not self.paused_before_pivot:
+            raise SpawnError("the container does not wait before pivot_root", step="wait for the createRuntime and "
+                             "createContainer hooks", errno=errno.EINVAL)
+        self._resumed = True
+
     def start(self) -> None:
+        if self.paused_before_pivot:
+            raise SpawnError("the container waits before pivot_root: resume_setup() comes before start",
+                             step="start", errno=errno.EINVAL)
         self._exec()
 
     def wait(self, timeout: float | None = None) -> int | None:
