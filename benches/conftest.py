@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import floor as _floor  # noqa: E402
 import harness  # noqa: E402
 import report  # noqa: E402
-from harness import pytest_configure, pytest_unconfigure  # noqa: E402, F401 (hooks: the session's folders)
+from harness import pytest_unconfigure  # noqa: E402, F401 (hook: the session's folders go)
 
 # What the probe prints: its pid, then the ids of its pid and net namespaces.
 PROBE = "echo $$; readlink /proc/self/ns/pid; readlink /proc/self/ns/net"
@@ -42,9 +42,15 @@ RUNNERS = ("floor", "fastcontain", "fastcontain-pool", "crun", "runc", "bwrap", 
 CLONE_NEWNS = 0x00020000
 HYBRID_V2 = "/sys/fs/cgroup/unified"
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Every runner's state on a tmpfs, as on a usual host (/run): see harness.tmpfs_dir.
+    harness.start_session(harness.tmpfs_dir())
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
     # The benches are named bench_*.py; pyproject's pytest settings look for test_*.py.
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+    # A file named on the command line is collected by pytest itself (not twice).
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_") and not parent.session.isinitpath(file_path):
         return pytest.Module.from_parent(parent, path=file_path)
     return None
 
@@ -110,7 +116,7 @@ def build_rootfs(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="fastcontain-bench-"))
+    path = Path(tempfile.mkdtemp(prefix="fastcontain-bench-", dir=harness.tmpfs_dir()))
     yield path
     harness.remove_tree(str(path))
 
@@ -209,55 +215,75 @@ def setns_mount(fd: int) -> None:
         raise OSError(ctypes.get_errno(), "setns")
 
 
-def crun_bundle(crun: str, bundle: Path, rootfs: Path, args: list[str]) -> Path:
-    """crun's own default config (crun spec), pointed at the shared rootfs, running
-    args, with the namespace set above and no cgroup mount or resources."""
+def oci_bundle(binary: str, bundle: Path, rootfs: Path, args: list[str], cgroups_path: bool) -> Path:
+    """The runtime's own default config (`crun spec`, `runc spec`), pointed at the shared
+    rootfs, running args, with the namespace set above and no cgroup mount or resources;
+    without its cgroupsPath unless `cgroups_path` (runc cannot run without a cgroup
+    manager, so it keeps its per-container cgroups, named after the container, removed by runc)."""
     bundle.mkdir()
-    checked([crun, "spec"], cwd=bundle)
+    checked([binary, "spec"], cwd=bundle)
     config = json.loads((bundle / "config.json").read_text())
     config["root"] = {"path": str(rootfs), "readonly": True}
     config["process"]["terminal"] = False
     config["process"]["args"] = args
     config["linux"]["namespaces"] = [{"type": t} for t in OCI_NAMESPACES]
     config["linux"].pop("resources", None)
-    config["linux"].pop("cgroupsPath", None)
+    if not cgroups_path:
+        config["linux"].pop("cgroupsPath", None)
     config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/sys/fs/cgroup"]
     (bundle / "config.json").write_text(json.dumps(config, indent=1))
     return bundle
 
 
-@pytest.fixture(scope="session")
-def crun_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
-    crun = shutil.which("crun")
-    if crun is None:
-        pytest.skip("crun is not installed (apt-get install crun)")
-    state = workdir / "crun-state"  # crun's --root: its per-container state
+def oci_runner(
+    name: str, rootfs: Path, workdir: Path, flags: list[str], notes: str,
+    cgroups_path: bool, kw: dict[str, object] | None = None,
+) -> Iterator[Runner]:
+    """crun or runc: `NAME --root STATE FLAGS run --bundle B ID` of a /bin/true and a probe
+    bundle, each run with subprocess.run(**kw); afterwards the runtime's state must be empty."""
+    binary = shutil.which(name)
+    if binary is None:
+        pytest.skip(f"{name} is not installed (apt-get install {name})")
+    state = workdir / f"{name}-state"  # the runtime's --root: its per-container state
     state.mkdir()
-    true_bundle = crun_bundle(crun, workdir / "crun-true", rootfs, ["/bin/true"])
-    probe_bundle = crun_bundle(crun, workdir / "crun-probe", rootfs, ["sh", "-c", PROBE])
-    hybrid = os.path.ismount(HYBRID_V2)
-    ns_fd = private_mount_ns_without_unified() if hybrid else -1
+    true_bundle = oci_bundle(binary, workdir / f"{name}-true", rootfs, ["/bin/true"], cgroups_path)
+    probe_bundle = oci_bundle(binary, workdir / f"{name}-probe", rootfs, ["sh", "-c", PROBE], cgroups_path)
     ids = count()
-    kw: dict[str, object] = {"preexec_fn": lambda: setns_mount(ns_fd)} if hybrid else {}
+    kw = kw or {}
 
     def argv(bundle: Path) -> list[str]:
-        name = f"fc-bench-{os.getpid()}-{next(ids)}"
-        return [crun, "--root", str(state), "--cgroup-manager=disabled", "run", "--bundle", str(bundle), name]
+        return [binary, "--root", str(state), *flags, "run", "--bundle", str(bundle),
+                f"fc-bench-{name}-{os.getpid()}-{next(ids)}"]
 
     def run() -> None:
         r = subprocess.run(argv(true_bundle), stderr=subprocess.PIPE, text=True, **kw)  # type: ignore[call-overload]
-        assert r.returncode == 0, f"crun exited {r.returncode}: {r.stderr.strip()}"
+        assert r.returncode == 0, f"{name} exited {r.returncode}: {r.stderr.strip()}"
 
+    yield Runner(name, run, lambda: checked(argv(probe_bundle), **kw), isolated=True, notes={"how": notes})
+    assert os.listdir(state) == [], f"{name} left container state: {os.listdir(state)}"
+
+
+@pytest.fixture(scope="session")
+def crun_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
+    hybrid = os.path.ismount(HYBRID_V2)
+    ns_fd = private_mount_ns_without_unified() if hybrid else -1
     try:
-        yield Runner(
-            "crun", run, lambda: checked(argv(probe_bundle), **kw), isolated=True,
-            notes={"how": "crun run, cgroup manager disabled"
-                   + (", in a mount namespace without the cgroup v2 half" if hybrid else "")},
+        yield from oci_runner(
+            "crun", rootfs, workdir, ["--cgroup-manager=disabled"],
+            "crun run, cgroup manager disabled" + (", in a mount namespace without the cgroup v2 half" if hybrid else ""),
+            cgroups_path=False, kw={"preexec_fn": lambda: setns_mount(ns_fd)} if hybrid else None,
         )
-        assert os.listdir(state) == [], f"crun left container state: {os.listdir(state)}"
     finally:
         if ns_fd >= 0:
             os.close(ns_fd)
+
+
+@pytest.fixture(scope="session")
+def runc_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
+    yield from oci_runner(
+        "runc", rootfs, workdir, [], "runc run (accepts the hybrid layout; keeps its own per-container cgroups)",
+        cgroups_path=True,
+    )
 
 
 def bwrap_runner(rootfs: Path) -> Runner:
@@ -294,47 +320,6 @@ def floor_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
         )
     finally:
         floor.close()
-
-
-def runc_bundle(runc: str, bundle: Path, rootfs: Path, args: list[str]) -> Path:
-    """runc's default config, as crun's: runc cannot run without a cgroup manager, so
-    it keeps its per-container cgroups (named after the container, removed by runc)."""
-    bundle.mkdir()
-    checked([runc, "spec"], cwd=bundle)
-    config = json.loads((bundle / "config.json").read_text())
-    config["root"] = {"path": str(rootfs), "readonly": True}
-    config["process"]["terminal"] = False
-    config["process"]["args"] = args
-    config["linux"]["namespaces"] = [{"type": t} for t in OCI_NAMESPACES]
-    config["linux"].pop("resources", None)
-    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/sys/fs/cgroup"]
-    (bundle / "config.json").write_text(json.dumps(config, indent=1))
-    return bundle
-
-
-@pytest.fixture(scope="session")
-def runc_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
-    runc = shutil.which("runc")
-    if runc is None:
-        pytest.skip("runc is not installed (apt-get install runc)")
-    state = workdir / "runc-state"
-    state.mkdir()
-    true_bundle = runc_bundle(runc, workdir / "runc-true", rootfs, ["/bin/true"])
-    probe_bundle = runc_bundle(runc, workdir / "runc-probe", rootfs, ["sh", "-c", PROBE])
-    ids = count()
-
-    def argv(bundle: Path) -> list[str]:
-        return [runc, "--root", str(state), "run", "--bundle", str(bundle), f"fc-bench-runc-{os.getpid()}-{next(ids)}"]
-
-    def run() -> None:
-        r = subprocess.run(argv(true_bundle), stderr=subprocess.PIPE, text=True)
-        assert r.returncode == 0, f"runc exited {r.returncode}: {r.stderr.strip()}"
-
-    yield Runner(
-        "runc", run, lambda: checked(argv(probe_bundle)), isolated=True,
-        notes={"how": "runc run (accepts the hybrid layout; keeps its own per-container cgroups)"},
-    )
-    assert os.listdir(state) == [], f"runc left container state: {os.listdir(state)}"
 
 
 @pytest.fixture(params=RUNNERS)

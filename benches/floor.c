@@ -9,8 +9,8 @@
  *          /sys ro, /dev tmpfs with 6 nodes and 5 links, devpts, /dev/shm, mqueue,
  *          [the masked paths (empty ro tmpfs, /dev/null) and read-only binds of the security
  *          defaults], pivot_root(".", "."), umount2(".", MNT_DETACH), sethostname, lo up,
- *          [the bounding set dropped to the kept capabilities, capset, no_new_privs], execve
- *          (not done: the seccomp filter)
+ *          [the bounding set dropped to the kept capabilities, capset, no_new_privs,
+ *          the seccomp filters], execve
  *   parent: waitid on the pidfd, close, rmdir the cgroups, remove the state dir
  *
  * Built by benches/conftest.py with `cc -O2`. Two modes:
@@ -20,7 +20,9 @@
  *                                 "<exit status> <ns per step>..." (see STEPS), or "err <msg>"
  * Options: --lower DIR (the image), --root DIR (state dirs), --cgroup-v2 DIR (a parent in
  * the cgroup2 hierarchy), --cgroup-v1 DIR (a parent v1 cgroup, repeatable: memory, pids),
- * --mask PATH and --ro PATH (repeatable: absolute container paths), --caps HEX (kept set).
+ * --mask PATH and --ro PATH (repeatable: absolute container paths), --caps HEX (kept set),
+ * --seccomp FILE (repeatable: a struct sock_filter array, loaded in order last before execve,
+ * as fastcontain loads its compiled profile after no_new_privs).
  *
  * Step times come from the child through a MAP_SHARED page: clock_gettime is vDSO.
  */
@@ -29,7 +31,9 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/mount.h>
+#include <linux/filter.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <net/if.h>
 #include <signal.h>
@@ -66,6 +70,8 @@ static const char *masks[64], *ros[64];
 static int nmasks = 0, nros = 0;
 static unsigned long long caps_keep = ~0ull; /* --caps HEX: the bounding/permitted/effective set */
 static int caps_given = 0;
+static struct sock_fprog filters[8];
+static int nfilters = 0;
 static volatile uint64_t *shared; /* child's timestamps */
 
 static uint64_t now(void) {
@@ -171,6 +177,8 @@ static void child(const char *dir, int errfd, int *v1procs, char **argv, int qui
         CHK(syscall(SYS_capset, &h, d), "capset");
         CHK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs");
     }
+    for (int i = 0; i < nfilters; i++)
+        CHK(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filters[i]), "seccomp");
     umask(022);
     if (quiet) {
         int null = open("/dev/null", O_RDWR);
@@ -283,6 +291,21 @@ teardown:
     return status;
 }
 
+/* A seccomp filter from a file of struct sock_filter (read once, before any container). */
+static int read_filter(const char *path) {
+    if (nfilters == 8) return -1;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    static struct sock_filter buf[8][4096];
+    size_t n = fread(buf[nfilters], sizeof(struct sock_filter), 4096, f);
+    fclose(f);
+    if (n == 0) return -1;
+    filters[nfilters].len = (unsigned short)n;
+    filters[nfilters].filter = buf[nfilters];
+    nfilters++;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int i = 1, serve = 0;
     for (; i < argc; i++) {
@@ -293,6 +316,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--mask") && i + 1 < argc && nmasks < 64) masks[nmasks++] = argv[++i];
         else if (!strcmp(argv[i], "--ro") && i + 1 < argc && nros < 64) ros[nros++] = argv[++i];
         else if (!strcmp(argv[i], "--caps") && i + 1 < argc) { caps_keep = strtoull(argv[++i], NULL, 16); caps_given = 1; }
+        else if (!strcmp(argv[i], "--seccomp") && i + 1 < argc) {
+            if (read_filter(argv[++i]) < 0) { fprintf(stderr, "floor: cannot read the filter %s\n", argv[i]); return 2; }
+        }
         else if (!strcmp(argv[i], "--serve")) { serve = 1; i++; break; }
         else if (!strcmp(argv[i], "--once")) { i++; break; }
         else { fprintf(stderr, "floor: bad argument %s\n", argv[i]); return 2; }

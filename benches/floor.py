@@ -74,14 +74,20 @@ def fastcontain_cgroups() -> list[str]:
     return [p for p in points if p]
 
 
-def security_args() -> list[str]:
+def security_args(workdir: Path) -> list[str]:
     """fastcontain's default security work, for the floor to do the same: its masked and
-    read-only paths and its kept capabilities (the seccomp filter is not reproduced)."""
+    read-only paths, its kept capabilities and its seccomp filters (written into workdir)."""
     try:
         from fastcontain import security
     except ImportError:
         return []
     args: list[str] = []
+    if hasattr(security, "default_seccomp"):
+        program = security.default_seccomp(frozenset(security.capabilities()))
+        for i, bpf in enumerate(program.bpf()):
+            path = workdir / f"seccomp-{i}.bpf"
+            path.write_bytes(bpf)
+            args += ["--seccomp", str(path)]
     for p in getattr(security, "MASKED_PATHS", ()):
         args += ["--mask", p]
     for p in getattr(security, "READONLY_PATHS", ()):
@@ -99,6 +105,7 @@ class Floor:
     def __init__(self, binary: Path, lower: Path, state: Path, hierarchies: list[str]) -> None:
         self.binary, self.lower, self.state = binary, lower, state
         state.mkdir(exist_ok=True)
+        self.security = security_args(binary.parent)
         self.parents: list[tuple[str, str]] = []  # (flag, dir)
         for mount in hierarchies:
             parent = os.path.join(mount, f"fastcontain-floor-{os.getpid()}")
@@ -113,7 +120,7 @@ class Floor:
 
     def argv(self) -> list[str]:
         flags = [x for pair in self.parents for x in pair]
-        return [str(self.binary), "--lower", str(self.lower), "--root", str(self.state), *flags, *security_args()]
+        return [str(self.binary), "--lower", str(self.lower), "--root", str(self.state), *flags, *self.security]
 
     def _start(self) -> subprocess.Popen[str]:
         s = subprocess.Popen([*self.argv(), "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

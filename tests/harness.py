@@ -34,8 +34,12 @@ _session: SessionDirs | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     """A pytest hook: conftests import it (with pytest_unconfigure) to get the folders."""
+    start_session()
+
+
+def start_session(base: str | None = None) -> None:
     global _session
-    _session = open_session()
+    _session = open_session(base)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -48,13 +52,27 @@ def session() -> SessionDirs:
     return _session
 
 
-def open_session() -> SessionDirs:
+def tmpfs_dir() -> str | None:
+    """/dev/shm when it is a tmpfs (None otherwise): where the benches keep their state, as
+    fastcontain's default root /run/fastcontain (and crun's /run/crun) is on a tmpfs on a
+    usual host. On a disk, each writable layer's removal waits for the disk (a mount with
+    `discard` waits for each freed block's discard), which no container needs."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if pre.split()[4] == "/dev/shm" and post.split()[0] == "tmpfs":
+                return "/dev/shm"
+    return None
+
+
+def open_session(base: str | None = None) -> SessionDirs:
     """Fresh folders in the environment, set before any test module imports fastcontain
     (from pytest_configure), so nothing touches /run/fastcontain or /var/lib/fastcontain
     even if a module reads them at import. The paths hold "fastcontain" so the leak
-    check and the before-stop hook recognise whatever is mounted there."""
+    check and the before-stop hook recognise whatever is mounted there. The runtime root
+    goes under `base` (default: the temporary folder)."""
     dirs = SessionDirs(
-        root=tempfile.mkdtemp(prefix="fastcontain-root-"),
+        root=tempfile.mkdtemp(prefix="fastcontain-root-", dir=base),
         store=tempfile.mkdtemp(prefix="fastcontain-store-"),
         cgroup_parent=f"fastcontain-test-{os.getpid()}-{secrets.token_hex(3)}",
         saved_env=tuple((k, os.environ.get(k)) for k in (ENV_ROOT, ENV_STORE, ENV_CGROUP_PARENT)),

@@ -133,6 +133,8 @@ class SeccompProgram:
     @property
     def sizes(self) -> list[int]:
         """BPF instructions per filter, in loading order."""
+    def bpf(self) -> list[bytes]:
+        """Each filter as struct sock_filter bytes (native order), in loading order."""
 
 def compile_seccomp(
     filters: Sequence[tuple[str, int, str, int, Mapping[str, Sequence[Sequence[tuple[int, str, int, int]]]]]],

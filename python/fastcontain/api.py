@@ -453,7 +453,7 @@ def _run_owned(
         returncode = child.returncode
         usage = _trusted_usage(child.usage, own_peak)
         oom_killed = bool(cgroup.oom_kills())
-        peak = cgroup.stats()["memory_peak"]
+        peak = cgroup.memory_peak()
         if phases is not None:
             phases.mark("wait")
     if phases is not None:

@@ -536,6 +536,15 @@ class Cgroup:
             return None
         return None if events is None else events.get("oom_kill", 0)
 
+    def memory_peak(self) -> int | None:
+        """stats()'s memory_peak alone (bytes): what run() reports after every container,
+        without reading the other files."""
+        if self.manager.host.layout == "v2":
+            uni = self.dirs.get("unified")
+            return _read_int(os.path.join(uni, "memory.peak")) if uni else None
+        mem = self.dirs.get("memory")
+        return _read_int(os.path.join(mem, "memory.max_usage_in_bytes")) if mem else None
+
     def stats(self) -> dict[str, int | None]:
         """Read at once: cpu_usage_us, memory_current and memory_peak (bytes), pids_current,
         oom_kills, io_read_bytes and io_write_bytes. None where the layout cannot tell."""

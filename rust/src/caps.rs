@@ -55,12 +55,16 @@ pub fn number(name: &str) -> Option<u32> {
     CAPS.iter().position(|c| *c == full).map(|i| i as u32)
 }
 
-/// The highest capability this kernel knows (/proc/sys/kernel/cap_last_cap).
+/// The highest capability this kernel knows (/proc/sys/kernel/cap_last_cap),
+/// read once per process: it is fixed for the kernel's lifetime.
 pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(CAPS.len() as u32 - 1)
+    static LAST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(CAPS.len() as u32 - 1)
+    })
 }
 
 /// A capability set as the two 32-bit words capset(2) takes.

@@ -338,6 +338,19 @@ impl PySeccomp {
     fn sizes(&self) -> Vec<usize> {
         self.program.filters.iter().map(|f| f.len()).collect()
     }
+
+    /// Each filter as the kernel reads it (an array of struct sock_filter, native
+    /// byte order), in loading order: for benches/floor.c to load the same filters.
+    fn bpf(&self) -> Vec<Vec<u8>> {
+        let ins = |i: &seccompiler::sock_filter| {
+            let mut b = Vec::with_capacity(8);
+            b.extend_from_slice(&i.code.to_ne_bytes());
+            b.extend_from_slice(&[i.jt, i.jf]);
+            b.extend_from_slice(&i.k.to_ne_bytes());
+            b
+        };
+        self.program.filters.iter().map(|f| f.iter().flat_map(ins).collect()).collect()
+    }
 }
 
 type PyRule = Vec<(u8, String, u64, u64)>;

@@ -606,32 +606,10 @@ pub fn pidfd_send_signal(pidfd: c_int, sig: c_int) -> SysResult<()> {
     .map(|_| ())
 }
 
-/// waitid(P_PIDFD); Ok(None) when WNOHANG found nothing to reap.
+/// waitid(P_PIDFD); Ok(None) when WNOHANG found nothing to reap. The exit
+/// status of [`waitid_pidfd_usage`], without the resource use.
 pub fn waitid_pidfd(pidfd: c_int, nohang: bool) -> SysResult<Option<i32>> {
-    // SAFETY: info is a zeroed siginfo_t the kernel fills; si_pid/si_status
-    // read the fields waitid sets for a CLD_* code.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
-        loop {
-            let r = libc::waitid(P_PIDFD, pidfd as libc::id_t, &mut info, flags);
-            if r == 0 {
-                break;
-            }
-            let e = errno();
-            if e != libc::EINTR {
-                return Err(e);
-            }
-        }
-        if info.si_pid() == 0 {
-            return Ok(None);
-        }
-        let status = info.si_status();
-        Ok(Some(match info.si_code {
-            libc::CLD_EXITED => status,
-            _ => -status,
-        }))
-    }
+    Ok(waitid_pidfd_usage(pidfd, nohang)?.map(|(rc, _)| rc))
 }
 
 /// poll(2) one descriptor for readability; Ok(true) when readable.
