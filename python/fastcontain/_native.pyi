@@ -154,3 +154,8 @@ CAPABILITIES: list[str]
 
 STEPS: list[str]
 """The names of the child's steps, in order (the 'step' of a SpawnError)."""
+
+def remove_entries(dir: str, entries: Sequence[tuple[str, bool]]) -> bool:
+    """Remove `dir`'s known entries ((relative path, is a directory), deepest first, a
+    missing one skipped), then `dir`; False when one cannot go (what is left stays).
+    True when `dir` is gone, or was. GIL released."""

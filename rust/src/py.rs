@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::errors::{Error, SpecError, Step};
 use crate::plan;
-use crate::{caps, seccomp};
+use crate::{caps, seccomp, sys};
 use crate::spawn as core;
 use crate::spec::{Interface, MountSpec, Overlay, Spec, Userns};
 
@@ -390,6 +390,18 @@ fn plan_mounts(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Vec<plan::Mo
     plan::mount_table(&spec).map_err(|e| to_py(py, Error::Spec(e)))
 }
 
+/// state.py's removal of a state dir of the usual shape, with the GIL released (the
+/// teardown worker's many short syscalls otherwise take the GIL from the threads
+/// starting containers, once each).
+#[pyfunction]
+fn remove_entries(py: Python<'_>, dir: std::path::PathBuf, entries: Vec<(String, bool)>) -> PyResult<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |b: &[u8]| std::ffi::CString::new(b).map_err(|_| PyValueError::new_err("a path with a NUL byte"));
+    let d = cstr(dir.as_os_str().as_bytes())?;
+    let es = entries.iter().map(|(rel, is_dir)| Ok((cstr(rel.as_bytes())?, *is_dir))).collect::<PyResult<Vec<_>>>()?;
+    py.detach(|| sys::remove_entries(&d, &es)).map_err(|e| os_error(py, e, &format!("removing {}", dir.display())))
+}
+
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -398,6 +410,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyChild>()?;
     m.add_class::<PySeccomp>()?;
     m.add_function(wrap_pyfunction!(compile_seccomp, m)?)?;
+    m.add_function(wrap_pyfunction!(remove_entries, m)?)?;
     m.add("CAPABILITIES", caps::CAPS.to_vec())?;
     let steps: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
     m.add("STEPS", steps)?;

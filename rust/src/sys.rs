@@ -6,7 +6,7 @@
 //! parent had, which the child does not have, so the child uses raw syscalls).
 //! Each function returns `Err(errno)` on failure.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 
 use libc::{c_char, c_int, c_long, c_uint, c_ulong, c_void, pid_t};
 
@@ -610,6 +610,36 @@ pub fn pidfd_send_signal(pidfd: c_int, sig: c_int) -> SysResult<()> {
 /// status of [`waitid_pidfd_usage`], without the resource use.
 pub fn waitid_pidfd(pidfd: c_int, nohang: bool) -> SysResult<Option<i32>> {
     Ok(waitid_pidfd_usage(pidfd, nohang)?.map(|(rc, _)| rc))
+}
+
+/// Remove a directory whose entries are known, deepest first (`(relative path,
+/// is a directory)`, a missing one skipped), then the directory itself: one
+/// unlinkat each instead of a walk. Ok(false), with what is left in place, when
+/// an entry cannot go (a container that wrote into its layer: the caller walks
+/// the rest); Ok(true) when the directory is gone, or was already.
+pub fn remove_entries(dir: &CStr, entries: &[(CString, bool)]) -> SysResult<bool> {
+    let fd = match open(dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) {
+        Ok(fd) => fd,
+        Err(libc::ENOENT) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    let mut all = true;
+    for (rel, is_dir) in entries {
+        let flags = if *is_dir { libc::AT_REMOVEDIR } else { 0 };
+        // SAFETY: fd is our open directory, rel a NUL-terminated relative path.
+        if let Err(e) = check_int(unsafe { libc::unlinkat(fd, rel.as_ptr(), flags) }) {
+            if e != libc::ENOENT {
+                all = false;
+                break;
+            }
+        }
+    }
+    close(fd);
+    if !all {
+        return Ok(false);
+    }
+    // SAFETY: dir is a NUL-terminated path.
+    Ok(check_int(unsafe { libc::rmdir(dir.as_ptr()) }).is_ok())
 }
 
 /// poll(2) one descriptor for readability; Ok(true) when readable.

@@ -136,6 +136,9 @@ class Cgroup:
     def oom_kills(self) -> int:
         return self.oom
 
+    def memory_peak(self) -> int | None:
+        return None
+
     def stats(self) -> dict[str, int | None]:
         return {"cpu_usage_us": 0, "memory_current": None, "memory_peak": None, "pids_current": 1,
                 "oom_kills": self.oom, "io_read_bytes": None, "io_write_bytes": None}
