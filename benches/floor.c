@@ -11,7 +11,8 @@
  *          defaults], pivot_root(".", "."), umount2(".", MNT_DETACH), sethostname, lo up,
  *          [the bounding set dropped to the kept capabilities, capset, no_new_privs,
  *          the seccomp filters], execve
- *   parent: waitid on the pidfd, close, rmdir the cgroups, remove the state dir
+ *   parent: waitid on the pidfd, close, answer; then rmdir the cgroups, remove the state
+ *          dir (after the answer, as fastcontain tears down off the caller's path)
  *
  * Built by benches/conftest.py with `cc -O2`. Two modes:
  *   floor [opts] --once ARGV...   one container running ARGV, its stdio inherited
@@ -209,13 +210,37 @@ static int rmtree(const char *path) {
     return rmdir(path);
 }
 
-/* One container; fills t[] with step end times. Returns the exit status (or -signal), or
- * -1000 with msg set. */
-static int one(unsigned long n, char **argv, int quiet, uint64_t *t, char *msg, size_t msglen) {
-    char dir[4096], p[4200];
-    int v1procs[8], cgfd = -1, errp[2], status = -1000;
+/* What a container leaves for its teardown: its cgroups and its state dir. */
+struct left { unsigned long n; int cgfd, v1procs[8]; char dir[4096]; };
+
+/* Remove what a container left; -1 with msg set when something could not go. */
+static int teardown(struct left *l, char *msg, size_t msglen) {
+    char p[4200];
+    int r = 0;
+    if (l->cgfd >= 0) close(l->cgfd);
+    for (int i = 0; i < ncg1; i++) {
+        close(l->v1procs[i]);
+        snprintf(p, sizeof p, "%s/floor-%d-%lu", cg1[i], (int)getpid(), l->n);
+        if (rmdir(p) < 0 && !r) { snprintf(msg, msglen, "rmdir %s: %s", p, strerror(errno)); r = -1; }
+    }
+    if (cg2) {
+        snprintf(p, sizeof p, "%s/floor-%d-%lu", cg2, (int)getpid(), l->n);
+        if (rmdir(p) < 0 && !r) { snprintf(msg, msglen, "rmdir %s: %s", p, strerror(errno)); r = -1; }
+    }
+    if (rmtree(l->dir) < 0 && !r) { snprintf(msg, msglen, "removing %s: %s", l->dir, strerror(errno)); r = -1; }
+    return r;
+}
+
+/* One container; fills t[] with step end times up to T_WAIT and *l with what its teardown
+ * removes (the caller's to do: as fastcontain, after the answer). Returns the exit status
+ * (or -signal), or -1000 with msg set (then nothing is left). */
+static int one(unsigned long n, char **argv, int quiet, uint64_t *t, char *msg, size_t msglen, struct left *l) {
+    char *dir = l->dir, p[4200];
+    int *v1procs = l->v1procs, cgfd = -1, errp[2];
+    l->n = n;
+    l->cgfd = -1;
     t[T_START] = now();
-    snprintf(dir, sizeof dir, "%s/floor-%d-%lu", root, (int)getpid(), n);
+    snprintf(dir, sizeof l->dir, "%s/floor-%d-%lu", root, (int)getpid(), n);
     if (mkdir(dir, 0700) < 0) { snprintf(msg, msglen, "mkdir %s: %s", dir, strerror(errno)); return -1000; }
     static const char *subs[][2] = {{"upper", "0755"}, {"work", "0700"}, {"rootfs", "0755"}};
     for (int i = 0; i < 3; i++) {
@@ -259,7 +284,14 @@ static int one(unsigned long n, char **argv, int quiet, uint64_t *t, char *msg, 
         child(dir, errp[1], v1procs, argv, quiet);
     }
     close(errp[1]);
-    if (pid < 0) { snprintf(msg, msglen, "clone3: %s", strerror(errno)); close(errp[0]); goto teardown; }
+    l->cgfd = cgfd;
+    if (pid < 0) {
+        snprintf(msg, msglen, "clone3: %s", strerror(errno));
+        close(errp[0]);
+        char ignored[512];
+        teardown(l, ignored, sizeof ignored);
+        return -1000;
+    }
     /* EOF on the CLOEXEC pipe: exec'd */
     ssize_t got = read(errp[0], msg, msglen - 1);
     close(errp[0]);
@@ -273,22 +305,13 @@ static int one(unsigned long n, char **argv, int quiet, uint64_t *t, char *msg, 
     while (waitid(P_PIDFD, pidfd, &info, WEXITED) < 0 && errno == EINTR) {}
     close(pidfd);
     t[T_WAIT] = now();
-    if (got > 0) { msg[got] = 0; status = -1000; }
-    else status = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
-teardown:
-    if (cgfd >= 0) close(cgfd);
-    for (int i = 0; i < ncg1; i++) {
-        close(v1procs[i]);
-        snprintf(p, sizeof p, "%s/floor-%d-%lu", cg1[i], (int)getpid(), n);
-        if (rmdir(p) < 0 && status != -1000) { snprintf(msg, msglen, "rmdir %s: %s", p, strerror(errno)); status = -1000; }
+    if (got > 0) {
+        msg[got] = 0;
+        char ignored[512];
+        teardown(l, ignored, sizeof ignored);
+        return -1000;
     }
-    if (cg2) {
-        snprintf(p, sizeof p, "%s/floor-%d-%lu", cg2, (int)getpid(), n);
-        if (rmdir(p) < 0 && status != -1000) { snprintf(msg, msglen, "rmdir %s: %s", p, strerror(errno)); status = -1000; }
-    }
-    if (rmtree(dir) < 0 && status != -1000) { snprintf(msg, msglen, "removing %s: %s", dir, strerror(errno)); status = -1000; }
-    t[T_TEARDOWN] = now();
-    return status;
+    return info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
 }
 
 /* A seccomp filter from a file of struct sock_filter (read once, before any container). */
@@ -331,11 +354,18 @@ int main(int argc, char **argv) {
     if (shared == MAP_FAILED) { perror("mmap"); return 1; }
     uint64_t t[T_N];
     char msg[512];
+    struct left l;
     if (!serve) {
-        int rc = one(0, argv + i, 0, t, msg, sizeof msg);
+        int rc = one(0, argv + i, 0, t, msg, sizeof msg, &l);
+        if (rc != -1000 && teardown(&l, msg, sizeof msg) < 0) rc = -1000;
         if (rc == -1000) { fprintf(stderr, "floor: %s\n", msg); return 125; }
         return rc < 0 ? 128 - rc : rc;
     }
+    /* The answer goes as soon as the container is reaped; its teardown follows (while the
+     * caller reads it), as fastcontain's teardown runs off the caller's path. Its time is
+     * the next answer's "teardown" (the previous container's), its failure the next "err". */
+    uint64_t last_teardown = 0;
+    char teardown_err[512] = "";
     char line[4096];
     unsigned long n = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -343,12 +373,16 @@ int main(int argc, char **argv) {
         line[strcspn(line, "\n")] = 0;
         if (strncmp(line, "run ", 4)) { printf("err expected 'run ARGV0'\n"); continue; }
         char *cargv[] = {line + 4, NULL};
+        if (teardown_err[0]) { printf("err teardown of the previous container: %s\n", teardown_err); teardown_err[0] = 0; continue; }
         msg[0] = 0;
-        int rc = one(n++, cargv, 1, t, msg, sizeof msg);
+        int rc = one(n++, cargv, 1, t, msg, sizeof msg, &l);
         if (rc == -1000) { printf("err %s\n", msg); continue; }
         printf("%d", rc);
-        for (int k = 1; k < T_N; k++) printf(" %s=%llu", STEPS[k], (unsigned long long)(t[k] - t[k - 1]));
-        printf("\n");
+        for (int k = 1; k < T_TEARDOWN; k++) printf(" %s=%llu", STEPS[k], (unsigned long long)(t[k] - t[k - 1]));
+        printf(" teardown=%llu\n", (unsigned long long)last_teardown);
+        uint64_t t0 = now();
+        if (teardown(&l, teardown_err, sizeof teardown_err) < 0 && !teardown_err[0]) strcpy(teardown_err, "failed");
+        last_teardown = now() - t0;
     }
     return 0;
 }
