@@ -24,7 +24,7 @@ fastcontain.spec from validated config. Its keys:
   stdio         list[int]        three host fds made the container's 0, 1, 2; -1 inherits the caller's
   cpus          list[int] | None sched_setaffinity before exec
   cgroup_fd     int | None       an open cgroup v2 directory: the child is born in it (CLONE_INTO_CGROUP)
-  cgroup_procs_fds list[int]     open cgroup.procs files of v1 controllers: the child writes "0" to each
+  cgroup_procs_fds list[int]     open cgroup.procs or tasks files of v1 controllers: the child writes "0" to each
                                  (joins them itself) before making its cgroup namespace; the caller
                                  closes them after the spawn
   netns_fd      int | None       a network namespace made ahead (lo up): joined with setns first, instead
