@@ -431,7 +431,7 @@ class Attachment:
     def amend(self, spec: dict[str, Any]) -> None:
         """The spec entries: binds of the DNS files, the netns to join, the interface."""
         if self.mode == "container":
-            spec["join_netns_fd"] = self._join_fd
+            spec["netns_fd"] = self._join_fd
             for src, dst in self._shared_files:
                 spec["mounts"].append({"source": src, "target": dst, "type": "bind", "options": ["bind"]})
         elif self.mode == "bridge":
