@@ -59,6 +59,7 @@ from . import prepared as _prepared
 from . import state as _state
 from .config import Config
 from .errors import ConfigError
+from .image import lookup_layered
 from .net.ports import parse_network
 
 SLOT_RESOURCES: list[tuple[str, Callable[[Config, _state.ContainerState], Any], Callable[[Any], None]]] = []
@@ -100,11 +101,17 @@ class Slot:
             cgroup.remove()
             cgroup = None
         same_net = all(getattr(config, k) == getattr(base, k) for k in _NETWORK_FIELDS)
+        if network is not None and network.files_in_layer:  # its /etc files must show as they are
+            same_net = same_net and config.readonly_rootfs == base.readonly_rootfs and not any(
+                m.target.rstrip("/").startswith("/etc") for m in config.volumes  # type: ignore[union-attr]
+            )
         if netns is not None and not (same_net and "net" in config.namespaces and config.userns is None):
             os.close(netns)
             netns = None
         if network is not None and netns is None:
             network.release()
+            if network.files_in_layer:
+                _state.rmtree(os.path.join(self.state.paths.upper, "etc"))
             network = None
         if network is not None and config.ports:
             try:
@@ -147,6 +154,13 @@ class Pool:
         self._bridged = parse_network(self.config.network)[0] == "bridge"
         self._netns_ahead = "net" in self.config.namespaces and self.config.userns is None
         self.netns_error: str | None = None
+        # a bridged slot's DNS files go in its writable layer, over the image's /etc, where
+        # nothing else is mounted there and the root stays writable (else: bind mounts)
+        self._etc_below: str | None = None
+        if self._bridged and not self.config.readonly_rootfs and not any(
+            m.target.rstrip("/").startswith("/etc") for m in (*self.image.mounts, *self.config.volumes)  # type: ignore[union-attr]
+        ):
+            self._etc_below = lookup_layered(self.image.layers, ("etc",))
         self._ready: collections.deque[Slot] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -171,6 +185,8 @@ class Pool:
                 slot.network = _net.Attachment.prepare(self.config, paths, hostname)
                 assert slot.network is not None
                 slot.network.wire_ahead(slot.netns)
+                if self._etc_below is not None:
+                    slot.network.link_files(paths.upper, self._etc_below)
             slot.cgroup = _cgroups.manager().create(slot.state.id, self.config.resources, owner=slot.state.paths.dir)
             for name, make, _ in SLOT_RESOURCES:
                 slot.resources[name] = make(self.config, slot.state)

@@ -103,8 +103,12 @@ def test_a_bridged_pool_run_that_changes_the_network_gets_its_own(session_dirs, 
         assert pool.wait_ready(LIMIT)
         ip = n.subnet.rsplit(".", 1)[0] + ".77"
         assert _eth0(pool, ip=ip) == f"{ip}/24"  # a static ip: not the slot's lease
-        r = pool.run(["ls", "/sys/class/net"], network="none", capture_output=True, text=True, check=True)
-        assert r.stdout.split() == ["lo"]
+        r = pool.run(["sh", "-c", "ls /sys/class/net; cat /etc/hosts"], network="none", capture_output=True, text=True,
+                     check=True)
+        assert r.stdout.split()[0] == "lo" and n.subnet.rsplit(".", 1)[0] not in r.stdout, r.stdout
+        ro = pool.run(["sh", "-c", "cat /etc/hostname; ls /sys/class/net"], readonly_rootfs=True, capture_output=True,
+                      text=True, check=True)
+        assert ro.stdout.split()[1:] == ["eth0", "lo"], ro.stdout  # its own network, DNS files bound
 
 
 def test_a_bridged_pool_refuses_shared_ports_and_addresses(pool_network):

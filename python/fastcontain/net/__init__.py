@@ -371,6 +371,7 @@ class Attachment:
         self._ports_added = False
         self._released = False
         self.ahead = False  # wired ahead into a prepared namespace (wire_ahead)
+        self.files_in_layer = False  # the DNS files are linked into the writable layer (link_files)
 
     @property
     def needs_wiring(self) -> bool:
@@ -463,6 +464,20 @@ class Attachment:
                          f"loading the egress allow-list of container {self.paths.id}")
         self.ahead = True
 
+    def link_files(self, upper: str, etc_below: str) -> None:
+        """For a pool's slot: put the DNS files in the container's empty writable layer
+        (`upper`/etc, made with the mode and owner of the image's /etc at `etc_below`)
+        as hard links of the state dir's, instead of three bind mounts at its start
+        (~0.15 ms each in the child). Same inodes, so a peer's rewrite in place shows."""
+        st = os.lstat(etc_below)
+        etc = os.path.join(upper, "etc")
+        os.mkdir(etc)
+        os.chown(etc, st.st_uid, st.st_gid)
+        os.chmod(etc, st.st_mode & 0o7777)
+        for n in ("hosts", "resolv.conf", "hostname"):
+            os.link(os.path.join(self.paths.dir, n), os.path.join(etc, n))
+        self.files_in_layer = True
+
     def publish(self, ports: Sequence[Port]) -> None:
         """Publish `ports` for the container of a slot wired ahead (ports are per run: two
         slots cannot hold one host port): noted in its lease, DNAT'ed at once, removed by
@@ -496,7 +511,7 @@ class Attachment:
                 spec["mounts"].append({"source": src, "target": dst, "type": "bind", "options": ["bind"]})
         elif self.mode == "bridge":
             assert self.network is not None and self.address is not None
-            for n in ("hosts", "resolv.conf", "hostname"):
+            for n in () if self.files_in_layer else ("hosts", "resolv.conf", "hostname"):
                 spec["mounts"].append(
                     {"source": os.path.join(self.paths.dir, n), "target": f"/etc/{n}", "type": "bind", "options": ["bind"]}
                 )
