@@ -2,9 +2,9 @@
 
 Creating a network namespace is the most expensive part of a container's clone here
 (~0.5 ms of the kernel's time, FACTS.md); a pool pays it on its refill thread instead:
-`loopback()` unshares a new one in a short-lived thread, brings `lo` up in it and keeps a
-descriptor; `configure()` sets a veth end's address and route in one the same way (a
-thread that joins it and ends there: no thread anything else uses changes namespace).
+`loopback()` unshares a new one on this module's own thread, brings `lo` up in it and
+keeps a descriptor; `configure()` sets a veth end's address and route in one from the
+same thread, which joins it first. No thread anything else uses changes namespace.
 The container's init joins it with setns (the spec's `netns_fd`) instead of a
 CLONE_NEWNET; once the caller closed its descriptor, the namespace lives exactly as
 long as the container.
@@ -42,9 +42,9 @@ def _check(ret: int, what: str) -> None:
 
 
 def loopback() -> int:
-    """A new network namespace with lo up, as an O_CLOEXEC descriptor. Made by a
-    short-lived thread that unshares, brings lo up and ends there, so no thread of
-    this process that anything else uses ever changes namespace."""
+    """A new network namespace with lo up, as an O_CLOEXEC descriptor. Made on this
+    module's thread (it unshares and brings lo up), so no thread of this process that
+    anything else uses ever changes namespace."""
     return _in_thread(_loopback_here)
 
 
@@ -62,23 +62,35 @@ def _loopback_here() -> int:
     return fd
 
 
+_worker: Any = None
+_worker_pid = 0
+_worker_lock = threading.Lock()
+
+
 def _in_thread(fn: Callable[[], T]) -> T:
-    """fn() on a thread of its own, which ends when fn returns (in whatever namespace)."""
-    out: list[Any] = []
+    """fn() on this module's own thread, which nothing else uses: each job starts by
+    entering its namespace (setns, or unshare for a new one), so none relies on where
+    the one before left the thread; after each, the thread goes back to the process's
+    namespace, so it keeps none alive (a namespace lives while a thread is in it)."""
+    global _worker, _worker_pid
+    with _worker_lock:
+        if _worker is None or _worker_pid != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
 
-    def work() -> None:
+            _worker = ThreadPoolExecutor(1, thread_name_prefix="fastcontain-netns")
+            _worker_pid = os.getpid()
+
+    def job() -> T:
         try:
-            out.append((True, fn()))
-        except BaseException as e:  # handed to the caller's thread
-            out.append((False, e))
+            return fn()
+        finally:  # /proc/self is the main thread's: the process's namespace
+            home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _check(_libc.setns(home, CLONE_NEWNET), "setns back to the process's network namespace")
+            finally:
+                os.close(home)
 
-    t = threading.Thread(target=work, name="fastcontain-netns")
-    t.start()
-    t.join()
-    ok, value = out[0]
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
+    return _worker.submit(job).result()  # type: ignore[no-any-return]
 
 
 def _sockaddr_in(address: str) -> bytes:
@@ -128,8 +140,8 @@ def configure(netns_fd: int, name: str, address: str, prefix: int, gateway: str 
     """Configure interface `name` (a veth end already in the namespace) of the network
     namespace `netns_fd`: its IPv4 address/prefix, up, and a default route via `gateway`.
 
-    Done from a thread of its own that joins the namespace and ends there, so no thread
-    of this process that anything else uses (the netlink worker above all: pyroute2
+    Done on this module's thread, which joins the namespace first, so no thread of
+    this process that anything else uses (the netlink worker above all: pyroute2
     opens its sockets lazily, wherever its thread is then) ever changes namespace."""
     def work() -> None:
         _check(_libc.setns(netns_fd, CLONE_NEWNET), "setns into a prepared network namespace")

@@ -59,7 +59,7 @@ def test_bridged_pool_slots_are_wired_ahead_and_carry_real_traffic(session_dirs,
         # each ready slot holds a lease, and its veth is on the bridge before any container
         leases = net.get(n.name).leases  # type: ignore[union-attr]
         assert len(leases) == 3
-        assert sum(1 for name in os.listdir(f"/sys/class/net/{n.bridge}/brif") if name.startswith("fcv")) >= 3
+        assert sum(1 for name in os.listdir(f"/sys/class/net/{n.bridge}/brif") if name.startswith("fcp")) >= 3
         r = pool.run(["sh", "-c", "ls /sys/class/net; ip -4 route; cat /etc/hostname"], capture_output=True,
                      text=True, check=True)
         eth0, lo, default, _, hostname = r.stdout.splitlines()

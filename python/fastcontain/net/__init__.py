@@ -447,6 +447,9 @@ class Attachment:
         from .. import netns as _netns
 
         assert self.mode == "bridge" and self.network is not None and self.address is not None
+        # "fcp": a run the slot does not fit makes its own "fcv" pair while this one may
+        # still wait for its namespace's (asynchronous) teardown
+        self.veth = "fcp" + self.paths.id[:12]
         try:
             bridge.add_veth(self.veth, _bridge_ifindex(self.network.bridge), netns_fd)
         except NetworkError as e:
