@@ -120,7 +120,9 @@ def _configure_here(name: str, address: str, prefix: int, gateway: str | None) -
                                  f"{_errno.errorcode.get(e.errno or 0, e.errno)} ({e.strerror})") from None
         req = struct.pack("16sh22x", ifname, 0)
         try:
-            flags = struct.unpack("16sh22x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+            got = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req)
+            assert isinstance(got, bytes)
+            flags = struct.unpack("16sh22x", got)[1]
             fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh22x", ifname, flags | IFF_UP | IFF_RUNNING))
         except OSError as e:
             raise NetnsError(f"bringing {name} up in a prepared network namespace failed: "

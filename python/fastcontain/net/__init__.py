@@ -319,6 +319,8 @@ def _port_free(port: Port) -> None:
 
 def _check_unpublished(root: str, ports: Sequence[Port]) -> None:
     """Refuse a host port another container publishes (under the networks lock)."""
+    if not ports:
+        return
     published = {(p[0], p[1], p[2]) for n in store.load_all(root) for lease in n.leases.values() for p in lease.ports}
     for p in ports:
         if (p.proto, p.host_ip, p.host_port) in published or (p.proto, "", p.host_port) in published:
@@ -432,11 +434,12 @@ class Attachment:
             net.last = int(addr)
             store.save(self.root, net)
             self.network, self.address = net, str(addr)
-            dns.write(files["hostname"], hostname + "\n")
-            dns.write(files["resolv.conf"], dns.resolv_conf(tuple(getattr(self.config, "dns", ()) or ())))
             dns.write(files["hosts"], dns.hosts(hostname, str(addr), self.config.name, _peers(net, self.paths.id)))
             if self.config.name is not None:  # the peers learn its name
                 _refresh_peer_hosts(net, but=self.paths.id)
+        # no peer rewrites these two: outside the lock, which other starts are waiting for
+        dns.write(files["hostname"], hostname + "\n")
+        dns.write(files["resolv.conf"], dns.resolv_conf(tuple(getattr(self.config, "dns", ()) or ())))
 
     def wire_ahead(self, netns_fd: int) -> None:
         """For a pool's slot, before any container: the veth pair with its peer made in
