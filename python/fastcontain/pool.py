@@ -10,9 +10,10 @@ A slot is what one container owns before it runs: its state dir with the empty
 writable layer (upper, work) and the rootfs mount point, locked by this process, its
 cgroup with the pool's limits written, and its network namespace with lo up, which the
 container's init joins instead of making one (netns.py: ~0.5 ms saved per start). The
-pool's options are validated and its image resolved once, at construction. A refill
-thread keeps `size` slots ready, at most `refill_rate` new slots a second (None: as fast
-as it can); a run that finds no ready slot makes one itself (counted in `misses`).
+pool's options are validated and its image resolved once, at construction. Refill
+threads (`refill_threads`: one, two for a bridged pool) keep `size` slots ready, at most
+`refill_rate` new slots a second each (None: as fast as they can); a run that finds no
+ready slot makes one itself (counted in `misses`).
 
 Bridged pools (network="bridge" or a network's name): a slot's namespace also holds its
 network, wired ahead on the refill thread: an address leased from the network's IPAM,
@@ -128,9 +129,15 @@ class Slot:
 class Pool:
     """Keeps `size` container slots of `image` with `options` ready; see the module doc."""
 
-    def __init__(self, image: str | Config, size: int = 4, *, refill_rate: float | None = None, **options: Any) -> None:
+    def __init__(
+        self, image: str | Config, size: int = 4, *, refill_rate: float | None = None, refill_threads: int | None = None,
+        **options: Any,
+    ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ConfigError("size", size, "a pool's size is a number of slots >= 0")
+        if refill_threads is not None and (isinstance(refill_threads, bool) or not isinstance(refill_threads, int)
+                                           or refill_threads < 1):
+            raise ConfigError("refill_threads", refill_threads, "a number of threads >= 1 (or None: the default)")
         if refill_rate is not None and not (isinstance(refill_rate, (int, float)) and refill_rate > 0):
             raise ConfigError("refill_rate", refill_rate, "slots per second, > 0 (or None: as fast as possible)")
         if options.get("name") is not None or (isinstance(image, Config) and image.name is not None):
@@ -161,12 +168,20 @@ class Pool:
             m.target.rstrip("/").startswith("/etc") for m in (*self.image.mounts, *self.config.volumes)  # type: ignore[union-attr]
         ):
             self._etc_below = lookup_layered(self.image.layers, ("etc",))
+        if refill_threads is None:  # a bridged slot costs ~5 ms to make, more than a run of it
+            refill_threads = 2 if self._bridged else 1
+        self.refill_threads = refill_threads
         self._ready: collections.deque[Slot] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._refill, name="fastcontain-pool-refill", daemon=True)
-        self._thread.start()
+        self._making = 0  # slots the refill threads are making now
+        self._threads = [
+            threading.Thread(target=self._refill, name=f"fastcontain-pool-refill-{i}", daemon=True)
+            for i in range(refill_threads)
+        ]
+        for t in self._threads:
+            t.start()
 
     # -- slots --------------------------------------------------------------------
 
@@ -198,18 +213,21 @@ class Pool:
     def _refill(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and len(self._ready) >= self.size:
+                while not self._closed and len(self._ready) + self._making >= self.size:
                     self._cond.wait()
                 if self._closed:
                     return
+                self._making += 1
             try:
                 slot = self._make()
             except BaseException as e:  # kept: the next take() makes its own slot and raises there
                 with self._cond:
+                    self._making -= 1
                     self._error = e
                     self._cond.wait(1.0)
                 continue
             with self._cond:
+                self._making -= 1
                 if self._closed:
                     slot.discard()
                     return
@@ -291,7 +309,8 @@ class Pool:
                 return
             self._closed = True
             self._cond.notify_all()
-        self._thread.join()
+        for t in self._threads:
+            t.join()
         while self._ready:
             self._ready.popleft().discard()
 
