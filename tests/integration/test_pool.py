@@ -116,3 +116,36 @@ def test_a_bridged_pool_refuses_shared_ports_and_addresses(pool_network):
         fastcontain.Pool("busybox", size=2, network=pool_network.name, ports=["18080:80"])
     with pytest.raises(ConfigError, match="one address"):
         fastcontain.Pool("busybox", size=2, network=pool_network.name, ip="10.213.1.5")
+
+
+CRASHING_POOL = """
+import os, sys, fastcontain
+pool = fastcontain.Pool("busybox", size=3, network=sys.argv[1])
+assert pool.wait_ready(30)
+print(len(pool._ready), flush=True)
+os._exit(0)  # killed with its slots ready: no close, no teardown
+"""
+
+
+def test_a_crashed_bridged_pool_is_swept(session_dirs, pool_network):
+    import subprocess
+    import sys
+    import time
+
+    from fastcontain import cgroups, state
+
+    n = pool_network
+    r = subprocess.run([sys.executable, "-c", CRASHING_POOL, n.name], capture_output=True, text=True, timeout=LIMIT)
+    assert r.stdout.strip() == "3", r.stderr
+    left = [e for e in os.listdir(session_dirs.root) if e not in ("lock", "names", "networks")]
+    assert len(left) == 3 and len(net.get(n.name).leases) == 3  # type: ignore[union-attr]
+    # what the dead process held went with it: its namespaces, so their veths
+    deadline = time.monotonic() + LIMIT
+    while any(x.startswith("fcp") for x in os.listdir(f"/sys/class/net/{n.bridge}/brif")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(x.startswith("fcp") for x in os.listdir(f"/sys/class/net/{n.bridge}/brif"))
+    # the sweeps remove the rest: leases, state dirs, cgroups
+    assert len(net.sweep()) == 3
+    assert net.get(n.name).leases == {}  # type: ignore[union-attr]
+    assert sorted(state.sweep()) == sorted(left)
+    assert sorted(cgroups.manager().sweep(state.owner_alive)) == sorted(left)
