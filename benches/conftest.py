@@ -38,7 +38,7 @@ from harness import pytest_unconfigure  # noqa: E402, F401 (hook: the session's 
 PROBE = "echo $$; readlink /proc/self/ns/pid; readlink /proc/self/ns/net"
 # mount, pid, uts, ipc, net and cgroup: fastcontain's default set, in OCI's names
 OCI_NAMESPACES = ("mount", "pid", "uts", "ipc", "network", "cgroup")
-RUNNERS = ("floor", "fastcontain", "fastcontain-pool", "crun", "runc", "bwrap", "subprocess")
+RUNNERS = ("floor", "fastcontain", "fastcontain-pool", "fastcontain-pool-bridge", "crun", "runc", "bwrap", "subprocess")
 CLONE_NEWNS = 0x00020000
 HYBRID_V2 = "/sys/fs/cgroup/unified"
 
@@ -70,6 +70,7 @@ class Runner:
     steps: list[dict[str, int]] = field(default_factory=list)
     # run at the end of the bench, inside its leak check (a pool's ready slots go)
     finish: Callable[[], None] | None = None
+    pool: object = None  # a Pool runner's pool (its hits and misses)
 
     def check(self) -> dict[str, object]:
         """Run the probe once; assert the isolation is what the runner claims."""
@@ -154,8 +155,8 @@ def pool_runner(rootfs: Path) -> Runner:
     import fastcontain
     from fastcontain import profile
 
-    pool = fastcontain.Pool(str(rootfs), size=16)
-    pool.wait_ready(30)
+    pool = fastcontain.Pool(str(rootfs), size=int(os.environ.get("FASTCONTAIN_BENCH_POOL", "64")))
+    pool.wait_ready(60)
     steps: list[dict[str, int]] = []
 
     def run() -> None:
@@ -169,7 +170,40 @@ def pool_runner(rootfs: Path) -> Runner:
 
     return Runner(
         "fastcontain-pool", run, probe, isolated=True, steps=steps, finish=pool.close,
-        notes={"how": "fastcontain.Pool(size=16).run: state dir and writable layer made ahead"},
+        notes={"how": "fastcontain.Pool(size=64).run: state dir, cgroup and netns (lo up) made ahead"},
+        pool=pool,
+    )
+
+
+def pool_bridge_runner(rootfs: Path) -> Runner:
+    """A Pool on a bridge network of the bench's own: each slot's netns has its veth,
+    lease and eth0 address and route made ahead (see pool.py)."""
+    import fastcontain
+    from fastcontain import net, profile
+
+    network = net.create(f"fcbenchpool{os.getpid() % 100000}", subnet="10.213.253.0/24")
+    pool = fastcontain.Pool(str(rootfs), size=int(os.environ.get("FASTCONTAIN_BENCH_POOL", "64")), network=network.name)
+    pool.wait_ready(60)
+    steps: list[dict[str, int]] = []
+
+    def run() -> None:
+        with profile.record() as rec:
+            r = pool.run(["/bin/true"])
+        assert r.returncode == 0, r
+        steps.extend(rec)
+
+    def probe() -> str:
+        return pool.run(["sh", "-c", PROBE], capture_output=True, text=True, check=True).stdout
+
+    def finish() -> None:
+        pool.close()
+        fastcontain.teardown.flush()
+        net.remove(network.name)
+
+    return Runner(
+        "fastcontain-pool-bridge", run, probe, isolated=True, steps=steps, finish=finish,
+        notes={"how": "fastcontain.Pool(network=a bridge).run: veth, lease, eth0 address and route made ahead"},
+        pool=pool,
     )
 
 
@@ -328,7 +362,7 @@ def runner(request: pytest.FixtureRequest, rootfs: Path) -> Runner:
     if name in ("crun", "runc", "floor"):
         return request.getfixturevalue(f"{name}_setup")
     return {
-        "fastcontain": fastcontain_runner, "fastcontain-pool": pool_runner,
+        "fastcontain": fastcontain_runner, "fastcontain-pool": pool_runner, "fastcontain-pool-bridge": pool_bridge_runner,
         "subprocess": subprocess_runner, "bwrap": bwrap_runner,
     }[name](rootfs)
 

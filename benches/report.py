@@ -46,7 +46,8 @@ def summary(tr: pytest.TerminalReporter, config: pytest.Config, order: tuple[str
             if flat is not None:
                 tr.write_line(
                     f"{name:18} {flat['count']} in a row: p50 {flat['p50_ms']:.2f} ms, p99 {flat['p99_ms']:.2f} ms "
-                    f"({flat['p99_over_p50']:.1f}x p50), first {flat['window']} {flat['first_ms']:.2f} ms, "
+                    f"({flat['p99_over_p50']:.1f}x p50), max {flat.get('max_ms', 0):.1f} ms, "
+                    f"first {flat['window']} {flat['first_ms']:.2f} ms, "
                     f"last {flat['window']} {flat['last_ms']:.2f} ms"
                 )
                 continue

@@ -24,11 +24,13 @@ fastcontain.spec from validated config. Its keys:
   stdio         list[int]        three host fds made the container's 0, 1, 2; -1 inherits the caller's
   cpus          list[int] | None sched_setaffinity before exec
   cgroup_fd     int | None       an open cgroup v2 directory: the child is born in it (CLONE_INTO_CGROUP)
-  cgroup_procs_fds list[int]     open cgroup.procs files of v1 controllers: the child writes "0" to each
+  cgroup_procs_fds list[int]     open cgroup.procs or tasks files of v1 controllers: the child writes "0" to each
                                  (joins them itself) before making its cgroup namespace; the caller
                                  closes them after the spawn
-  netns_fd      int | None       a network namespace made ahead (lo up): joined with setns first, instead
-                                 of a new one (needs "net" in namespaces); the caller closes its fd after
+  netns_fd      int | None       a network namespace to join with setns first, before any mount, instead
+                                 of making one ("net" in namespaces or not): a pool's made ahead (lo up,
+                                 perhaps eth0 configured) or another container's /proc/PID/ns/net; the
+                                 caller closes its fd after the spawn
   capabilities  list[str] | None the capabilities kept in the bounding, permitted and effective sets
                                  (ambient cleared, inheritable empty); None keeps the caller's (privileged)
   no_new_privileges bool         prctl(PR_SET_NO_NEW_PRIVS) before execve
@@ -44,8 +46,6 @@ fastcontain.spec from validated config. Its keys:
                                   "traverse": [host directories given o+x before clone]};
                                  the parent writes the maps while the child waits, before its first
                                  mount; the child then becomes 0:0 inside and binds /dev's nodes
-  join_netns_fd int | None       an open network namespace (/proc/PID/ns/net) the child joins with setns
-                                 before its mounts; "net" must then be left out of namespaces
   interface     dict | None      {"name": str, "address": str, "prefix": int, "gateway": str | None}:
                                  an interface the caller creates in the child's netns while it waits
                                  (a veth end); after start the child sets its IPv4 address, brings it

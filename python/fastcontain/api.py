@@ -92,12 +92,14 @@ def _launch(
     state: _state.ContainerState | None = None,
     cgroup: _cgroups.Cgroup | None = None,
     netns_fd: int | None = None,
+    network: _net.Attachment | None = None,
 ) -> tuple[_state.ContainerState, _native.Child, dict[str, Any], _cgroups.Cgroup]:
     """Resolve, compile, make the state dir and the cgroup, and spawn; each object made
     here goes on `stack`. On v2 the child is born in its cgroup (CLONE_INTO_CGROUP); v1
     controllers (hybrid and v1 hosts) get its pid while it waits for start, and a
     bridged container's network is wired then (the veth's peer is made in its namespace).
-    A `state`, `cgroup` or `netns_fd` made ahead (Pool) is used, and stays the caller's (_adopt)."""
+    A `state`, `cgroup`, `netns_fd` or `network` made ahead (Pool) is used, and stays the
+    caller's (_adopt); a network wired ahead is the netns_fd's (eth0 ready: no wait for it)."""
     from . import _native  # imported on first use: the rest of the package works without it
     mark = phases.mark if phases is not None else (lambda _: None)
     hold = stack.enter_context(_image.gc_hold())  # no garbage collection until its layers are noted
@@ -117,7 +119,7 @@ def _launch(
         _own_cgroup(stack, cgroup, defer_teardown)
     spec["cgroup_fd"] = cgroup.fd
     # v1 controllers (hybrid, v1 hosts): a child that runs straight to execve joins them
-    # itself through their cgroup.procs opened here, so it needs no stop (and can share
+    # itself through their `tasks` files opened here, so it needs no stop (and can share
     # our memory: the vfork-style spawn); a created Container's pid is written while it waits.
     # (not from a user namespace: its root may not move itself between host cgroups)
     procs = _open_procs(stack, cgroup) if cgroup.needs_attach and not wait_for_start and config.userns is None else []
@@ -126,14 +128,18 @@ def _launch(
         spec["cgroup_procs_fds"] = procs
     spec["wait_for_start"] = wait_for_start or (cgroup.needs_attach and not self_attach)
     _image.record_use(image, paths.dir)  # garbage collection keeps its layers while it lives
-    network = _net.Attachment.prepare(config, paths, spec["hostname"])
+    if network is None:
+        network = _net.Attachment.prepare(config, paths, spec["hostname"])
+        if network is not None:
+            stack.callback(network.release)  # after the child is killed and reaped (below)
     if network is not None:
-        stack.callback(network.release)  # after the child is killed and reaped (below)
         network.amend(spec)
     hold.release()
     spec["stdio"] = list(stdio(paths))
-    if netns_fd is not None and "net" in config.namespaces and config.network == "none" and config.userns is None:
-        spec["netns_fd"] = netns_fd  # made ahead with lo up: the child joins it
+    if netns_fd is not None and "net" in config.namespaces and config.userns is None and (
+        config.network == "none" or (network is not None and network.ahead)
+    ):
+        spec["netns_fd"] = netns_fd  # made ahead with lo up (and eth0 wired, bridged): the child joins it
     mark("cgroup")
     child = _native.spawn(spec)
     stack.callback(child.close)
@@ -152,15 +158,22 @@ def _launch(
 
 
 def _open_procs(stack: ExitStack, cgroup: _cgroups.Cgroup) -> list[int]:
-    """The v1 controllers' cgroup.procs of `cgroup`, open for writing (closed with `stack`)."""
+    """The v1 controllers' `tasks` files of `cgroup`, open for writing (closed with `stack`).
+
+    `tasks`, not cgroup.procs: the child is one thread, and a "0" written to `tasks` moves
+    the writing thread alone, which the kernel does without the global
+    cgroup_threadgroup_rwsem (cgroup_procs_write_start). Taking that rwsem for writing
+    waits for an RCU grace period whenever nobody took it in the last ~20 ms (rcu_sync
+    gone idle): 6-27 ms here for the first attach after idle, ~0.03 ms through `tasks`."""
     fds = []
     for key, d in cgroup.dirs.items():
         if key != "unified":
+            path = os.path.join(d, "tasks")
             try:
-                fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
             except OSError as e:
                 raise _cgroups.CgroupError(
-                    "opening the container's cgroup.procs failed", path=os.path.join(d, "cgroup.procs"), errno=e.errno or 0
+                    "opening the container's cgroup tasks file failed", path=path, errno=e.errno or 0
                 ) from None
             stack.callback(os.close, fd)
             fds.append(fd)
@@ -188,12 +201,19 @@ def _adopt(
     cgroup: _cgroups.Cgroup | None,
     netns_fd: int | None,
     defer: bool,
+    network: _net.Attachment | None = None,
 ) -> None:
     """Make `stack` the owner of what a Pool made ahead, before anything can fail: the
     netns descriptor is closed (the child holds its own reference), the cgroup and the
-    state removed."""
+    state removed, the network's lease released (on the teardown worker, unless it
+    published ports: a port is free again when run() returns)."""
     if netns_fd is not None:
         stack.callback(os.close, netns_fd)
+    if network is not None:
+        if defer and not network.ports:
+            stack.callback(_teardown.defer, network.release, f"releasing the address {network.address}")
+        else:
+            stack.callback(network.release)
     if state is not None:
         _own_state(stack, state, defer)
     if cgroup is not None:
@@ -351,14 +371,15 @@ def _run(
     state: _state.ContainerState | None = None,
     cgroup: _cgroups.Cgroup | None = None,
     netns_fd: int | None = None,
+    network: _net.Attachment | None = None,
 ) -> Result:
-    """run() of a validated config; `state`, `cgroup`, `netns_fd`: made ahead (Pool), owned from here."""
+    """run() of a validated config; `state`, `cgroup`, `netns_fd`, `network`: made ahead (Pool), owned from here."""
     with ExitStack() as owned:
-        _adopt(owned, state, cgroup, netns_fd, defer=True)
+        _adopt(owned, state, cgroup, netns_fd, defer=True, network=network)
         return _run_owned(
             config, stdin=stdin, input=input, stdout=stdout, stderr=stderr, capture_output=capture_output,
             text=text, encoding=encoding, errors=errors, timeout=timeout, cpu_time=cpu_time, check=check, state=state,
-            cgroup=cgroup, netns_fd=netns_fd,
+            cgroup=cgroup, netns_fd=netns_fd, network=network,
         )
 
 
@@ -402,6 +423,7 @@ def _run_owned(
     state: _state.ContainerState | None,
     cgroup: _cgroups.Cgroup | None,
     netns_fd: int | None,
+    network: _net.Attachment | None = None,
 ) -> Result:
     stdin, input, stdout, stderr, encoding = _io_args(stdin, input, stdout, stderr, capture_output, text, encoding, errors)
     limits = Limits(timeout, cpu_time)
@@ -417,6 +439,7 @@ def _run_owned(
         _, child, spec, cgroup = _launch(
             config, state.id if state is not None else _state.new_id(), stack, lambda _: theirs,
             wait_for_start=False, phases=phases, defer_teardown=True, state=state, cgroup=cgroup, netns_fd=netns_fd,
+            network=network,
         )
         started = time.monotonic()
         own_peak = _own_peak_rss()  # after the clone: at least what the child started with
@@ -608,13 +631,15 @@ class Container:
         self._prestate: _state.ContainerState | None = None
         self._precgroup: _cgroups.Cgroup | None = None
         self._prenetns: int | None = None
+        self._prenetwork: _net.Attachment | None = None
 
     def _create(self) -> Container:
         if self._status != "new":
             raise ContainerError(f"container {self.id} is {self.status}: it was created already")
         with ExitStack() as stack:
             netns_fd, self._prenetns = self._prenetns, None
-            _adopt(stack, self._prestate, self._precgroup, netns_fd, defer=False)
+            network, self._prenetwork = self._prenetwork, None
+            _adopt(stack, self._prestate, self._precgroup, netns_fd, defer=False, network=network)
             fds = _Fds()
             stack.callback(fds.close_all)
 
@@ -625,7 +650,7 @@ class Container:
 
             self._state, self._child, spec, self._cgroup = _launch(
                 self.config, self.id, stack, stdio, wait_for_start=True, state=self._prestate,
-                cgroup=self._precgroup, netns_fd=netns_fd,
+                cgroup=self._precgroup, netns_fd=netns_fd, network=network,
             )
             fds.close_all()
             self.argv = spec["argv"]

@@ -818,6 +818,30 @@ class Manager:
                 pass  # still busy: the next start tries again
         return removed
 
+    def sweep_session_parents(self) -> list[str]:
+        """Remove the empty parents test sessions left (`<parent>-test-PID-HEX`, beside
+        ours, in every hierarchy) whose session process is gone: a killed pytest run's.
+        Only empty ones go (rmdir of a cgroup with children or tasks fails, and is left);
+        nothing whose session still runs, nor anything not named so, is touched."""
+        pattern = re.compile(rf"{re.escape(DEFAULT_PARENT)}-test-(\d+)-[0-9a-f]{{6}}\Z")
+        removed = []
+        for key in self.host.keys:
+            base = self.host.mount(key)
+            try:
+                entries = list(os.scandir(base))
+            except OSError:
+                continue
+            for e in entries:
+                m = pattern.match(e.name)
+                if m is None or e.name == self.parent or not e.is_dir(follow_symlinks=False) or _pid_alive(int(m.group(1))):
+                    continue
+                try:
+                    os.rmdir(e.path)
+                    removed.append(e.path)
+                except OSError:
+                    pass  # not empty (a leak the session reported) or busy: left alone
+        return removed
+
     def remove_parent(self) -> None:
         """Remove our parent cgroups if empty (tests; an operator's cleanup)."""
         for key in self.host.keys:
@@ -836,6 +860,16 @@ def _owner(dirs: Iterable[str]) -> str | None:
         except OSError:
             continue
     return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _ctime(path: str) -> float:
@@ -863,6 +897,7 @@ def manager() -> Manager:
             m = Manager()
             m.prepare()
             m.sweep(state.owner_alive)
+            m.sweep_session_parents()
             _manager = m
         return _manager
 

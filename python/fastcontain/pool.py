@@ -8,24 +8,38 @@ kernel work that cannot be done before its command is known.
 
 A slot is what one container owns before it runs: its state dir with the empty
 writable layer (upper, work) and the rootfs mount point, locked by this process, its
-cgroup with the pool's limits written, and (for the default network="none") its
-network namespace with lo up, which the
+cgroup with the pool's limits written, and its network namespace with lo up, which the
 container's init joins instead of making one (netns.py: ~0.5 ms saved per start). The
-pool's options are validated and its image resolved once, at construction. A refill
-thread keeps `size` slots ready, at most `refill_rate` new slots a second (None: as fast
-as it can); a run that finds no ready slot makes one itself (counted in `misses`).
+pool's options are validated and its image resolved once, at construction. Refill
+threads (`refill_threads`: one, two for a bridged pool) keep `size` slots ready, at most
+`refill_rate` new slots a second each (None: as fast as they can); a run that finds no
+ready slot makes one itself (counted in `misses`).
 
-A used slot is never reused: its writable layer holds what the last container wrote;
-it is removed on the teardown worker, off the caller's path. `close()` (or leaving the
-block) stops the refill and removes every ready slot; after a crash, the slots' dirs are
-unlocked and the next process's sweep removes them (state.sweep).
+Bridged pools (network="bridge" or a network's name): a slot's namespace also holds its
+network, wired ahead on the refill thread: an address leased from the network's IPAM,
+its hosts/resolv.conf/hostname files, the veth pair with its peer made in the namespace
+as eth0 (one netlink call, through the process's one netlink thread), eth0's address and
+default route (set by a short-lived thread that joins the namespace and ends there:
+netns.configure), and the egress allow-list; the network's nftables policy is the
+bridge's, in place already. So a bridged container starts as an isolated one does, with
+no stop for its wiring. Ports are per run (`pool.run(cmd, ports=["8080:80"])`: two slots
+cannot hold one host port), published when the slot is taken; a pool's own options may
+not publish ports or fix an `ip`.
+
+A used slot is never reused: its writable layer holds what the last container wrote,
+and its namespace may hold what it changed. Everything is removed off the caller's path:
+the state dir and cgroup on the teardown worker, the lease there too (at once when the
+run published ports, so they are free when it returns), and the namespace, with the
+veth in it, by the kernel once the container's last process is gone (deleting a veth
+explicitly waits for RCU: ~20 ms). `close()` (or leaving the block) stops the refill and
+releases every ready slot; after a crash, the slots' dirs are unlocked and the next
+process's sweeps remove them and their leases (state.sweep, net.sweep); their
+namespaces, held only by the dead process, went with it.
 
 Hooks for what other parts of a container will be made ahead: `SLOT_RESOURCES` lists
 (name, make, destroy) triples; `make(config, state)` runs on the refill thread for each
 new slot and its result is kept in `Slot.resources[name]`, `destroy` undoes it when the
-slot is discarded unused. For bridged networks, the veth and address in the slot's
-namespace are meant to go there; bridged networking is not on main yet, so the list
-is empty and a bridged pool's containers make their network at spawn.
+slot is discarded unused.
 """
 
 from __future__ import annotations
@@ -40,11 +54,14 @@ from typing import Any, Callable
 
 from . import api as _api
 from . import cgroups as _cgroups
+from . import net as _net
 from . import netns as _netns
 from . import prepared as _prepared
 from . import state as _state
 from .config import Config
 from .errors import ConfigError
+from .image import lookup_layered
+from .net.ports import parse_network
 
 SLOT_RESOURCES: list[tuple[str, Callable[[Config, _state.ContainerState], Any], Callable[[Any], None]]] = []
 
@@ -54,6 +71,7 @@ class Slot:
     state: _state.ContainerState
     netns: int | None = None  # a network namespace with lo up (netns.loopback), or None
     cgroup: _cgroups.Cgroup | None = None  # the container's cgroup, limits written
+    network: _net.Attachment | None = None  # bridged: lease, DNS files, eth0 wired in `netns`
     resources: dict[str, Any] = field(default_factory=dict)
 
     def discard(self) -> None:
@@ -61,6 +79,9 @@ class Slot:
         for name, _, destroy in reversed(SLOT_RESOURCES):
             if name in self.resources:
                 destroy(self.resources.pop(name))
+        if self.network is not None:
+            self.network.release()
+            self.network = None
         if self.netns is not None:
             os.close(self.netns)
             self.netns = None
@@ -69,51 +90,98 @@ class Slot:
             self.cgroup = None
         self.state.remove()
 
-    def fit(self, config: Config, base: Config) -> tuple[_cgroups.Cgroup | None, int | None]:
-        """Hand over the cgroup and netns for a run of `config`; what does not fit it (other
-        limits, another network) is released here and made by the spawn instead."""
-        cgroup, netns = self.cgroup, self.netns
-        self.cgroup = self.netns = None
+    def fit(
+        self, config: Config, base: Config
+    ) -> tuple[_cgroups.Cgroup | None, int | None, _net.Attachment | None]:
+        """Hand over the cgroup, netns and network for a run of `config`; what does not fit
+        it (other limits, another network or network options) is released here and made
+        by the spawn instead. The run's own ports are published on the slot's network."""
+        cgroup, netns, network = self.cgroup, self.netns, self.network
+        self.cgroup = self.netns = self.network = None
         if cgroup is not None and config.resources != base.resources:
             cgroup.remove()
             cgroup = None
-        if netns is not None and not (config.network == "none" and "net" in config.namespaces and config.userns is None):
+        same_net = all(getattr(config, k) == getattr(base, k) for k in _NETWORK_FIELDS)
+        if network is not None and network.files_in_layer:  # its /etc files must show as they are
+            same_net = same_net and config.readonly_rootfs == base.readonly_rootfs and not any(
+                m.target.rstrip("/").startswith("/etc") for m in config.volumes  # type: ignore[union-attr]
+            )
+        if netns is not None and not (same_net and "net" in config.namespaces and config.userns is None):
             os.close(netns)
             netns = None
-        return cgroup, netns
+        if network is not None and netns is None:
+            network.release()
+            if network.files_in_layer:
+                _state.rmtree(os.path.join(self.state.paths.upper, "etc"))
+            network = None
+        if network is not None and config.ports:
+            try:
+                network.publish(config.ports)  # type: ignore[arg-type]
+            except BaseException:
+                network.release()
+                os.close(netns)  # type: ignore[arg-type]
+                if cgroup is not None:
+                    cgroup.remove()
+                raise
+        return cgroup, netns, network
 
 
 class Pool:
     """Keeps `size` container slots of `image` with `options` ready; see the module doc."""
 
-    def __init__(self, image: str | Config, size: int = 4, *, refill_rate: float | None = None, **options: Any) -> None:
+    def __init__(
+        self, image: str | Config, size: int = 4, *, refill_rate: float | None = None, refill_threads: int | None = None,
+        **options: Any,
+    ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ConfigError("size", size, "a pool's size is a number of slots >= 0")
+        if refill_threads is not None and (isinstance(refill_threads, bool) or not isinstance(refill_threads, int)
+                                           or refill_threads < 1):
+            raise ConfigError("refill_threads", refill_threads, "a number of threads >= 1 (or None: the default)")
         if refill_rate is not None and not (isinstance(refill_rate, (int, float)) and refill_rate > 0):
             raise ConfigError("refill_rate", refill_rate, "slots per second, > 0 (or None: as fast as possible)")
         if options.get("name") is not None or (isinstance(image, Config) and image.name is not None):
             raise ConfigError("name", options.get("name") or getattr(image, "name", None),
                               "a pool runs many containers: they cannot share one name")
         self.config = image if isinstance(image, Config) else Config(image=image, **options)
+        if self.config.ports:
+            raise ConfigError("ports", [str(p) for p in self.config.ports],  # type: ignore[union-attr]
+                              "a pool's slots cannot share host ports: publish them per run, pool.run(cmd, ports=[...])")
+        if self.config.ip is not None:
+            raise ConfigError("ip", self.config.ip, "a pool's slots cannot share one address: give ip per run")
         self.image = _prepared.resolve(self.config.image)  # fails here, once, for an unknown image
         self.size = size
         self.refill_rate = refill_rate
         self.root = os.path.abspath(_state.default_root())
         self.hits = 0
         self.misses = 0
-        # network="none": the namespace (lo up) is made ahead too; bridged networks are not
-        # on main yet, so for any other network the spawn makes what it needs
+        # network="none" or a bridge network: the namespace (lo up) is made ahead too, for a
+        # bridge with its network wired; host and container:NAME have none of their own
         # (not with a user namespace: a namespace owned by the host's may not be joined from it)
-        self._netns_ahead = (
-            "net" in self.config.namespaces and self.config.network == "none" and self.config.userns is None
-        )
+        self._bridged = parse_network(self.config.network)[0] == "bridge"
+        self._netns_ahead = "net" in self.config.namespaces and self.config.userns is None
         self.netns_error: str | None = None
+        # a bridged slot's DNS files go in its writable layer, over the image's /etc, where
+        # nothing else is mounted there and the root stays writable (else: bind mounts)
+        self._etc_below: str | None = None
+        if self._bridged and not self.config.readonly_rootfs and not any(
+            m.target.rstrip("/").startswith("/etc") for m in (*self.image.mounts, *self.config.volumes)  # type: ignore[union-attr]
+        ):
+            self._etc_below = lookup_layered(self.image.layers, ("etc",))
+        if refill_threads is None:  # a bridged slot costs ~5 ms to make, more than a run of it
+            refill_threads = 2 if self._bridged else 1
+        self.refill_threads = refill_threads
         self._ready: collections.deque[Slot] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._refill, name="fastcontain-pool-refill", daemon=True)
-        self._thread.start()
+        self._making = 0  # slots the refill threads are making now
+        self._threads = [
+            threading.Thread(target=self._refill, name=f"fastcontain-pool-refill-{i}", daemon=True)
+            for i in range(refill_threads)
+        ]
+        for t in self._threads:
+            t.start()
 
     # -- slots --------------------------------------------------------------------
 
@@ -126,6 +194,14 @@ class Pool:
                 except _netns.NetnsError as e:  # EPERM (not root), say: the spawn makes its own
                     self._netns_ahead = False
                     self.netns_error = str(e)
+            if slot.netns is not None and self._bridged:
+                paths = slot.state.paths
+                hostname = self.config.hostname or (paths.id[:12] if "uts" in self.config.namespaces else None)
+                slot.network = _net.Attachment.prepare(self.config, paths, hostname)
+                assert slot.network is not None
+                slot.network.wire_ahead(slot.netns)
+                if self._etc_below is not None:
+                    slot.network.link_files(paths.upper, self._etc_below)
             slot.cgroup = _cgroups.manager().create(slot.state.id, self.config.resources, owner=slot.state.paths.dir)
             for name, make, _ in SLOT_RESOURCES:
                 slot.resources[name] = make(self.config, slot.state)
@@ -137,18 +213,21 @@ class Pool:
     def _refill(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and len(self._ready) >= self.size:
+                while not self._closed and len(self._ready) + self._making >= self.size:
                     self._cond.wait()
                 if self._closed:
                     return
+                self._making += 1
             try:
                 slot = self._make()
             except BaseException as e:  # kept: the next take() makes its own slot and raises there
                 with self._cond:
+                    self._making -= 1
                     self._error = e
                     self._cond.wait(1.0)
                 continue
             with self._cond:
+                self._making -= 1
                 if self._closed:
                     slot.discard()
                     return
@@ -201,11 +280,11 @@ class Pool:
         config = self._config_for(command, kwargs)
         slot = self._take()
         try:
-            cgroup, netns = slot.fit(config, self.config)
+            cgroup, netns, network = slot.fit(config, self.config)
         except BaseException:
             slot.discard()
             raise
-        return _api._run(config, state=slot.state, cgroup=cgroup, netns_fd=netns, **run_args)
+        return _api._run(config, state=slot.state, cgroup=cgroup, netns_fd=netns, network=network, **run_args)
 
     def container(self, command: Sequence[str] | str | None = None, **options: Any) -> _api.Container:
         """A created Container (its process waits for start()) in a ready slot."""
@@ -213,7 +292,7 @@ class Pool:
         slot = self._take()
         try:
             c = _api.Container(config)
-            c._precgroup, c._prenetns = slot.fit(config, self.config)
+            c._precgroup, c._prenetns, c._prenetwork = slot.fit(config, self.config)
         except BaseException:
             slot.discard()
             raise
@@ -230,7 +309,8 @@ class Pool:
                 return
             self._closed = True
             self._cond.notify_all()
-        self._thread.join()
+        for t in self._threads:
+            t.join()
         while self._ready:
             self._ready.popleft().discard()
 
@@ -249,6 +329,9 @@ class Pool:
     def __repr__(self) -> str:
         return f"<Pool {self.config.image!r} size={self.size} ready={self.ready} hits={self.hits} misses={self.misses}>"
 
+
+# Options a slot's network was made for: a run that changes one gets a network of its own.
+_NETWORK_FIELDS = ("network", "namespaces", "userns", "hostname", "ip", "dns", "egress")
 
 _RUN_ARGS = frozenset(
     ("stdin", "input", "stdout", "stderr", "capture_output", "text", "encoding", "errors", "timeout", "check")

@@ -61,7 +61,8 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
     sys::set_signal_mask(&unsafe { std::mem::zeroed() });
     // Modes in the plan are exact (a 0666 /dev/null); the user's umask comes before execve.
     sys::umask(0);
-    // A network namespace made ahead: joined before /sys is mounted (sysfs shows the mounter's).
+    // A network namespace made ahead or another container's: joined before /sys is
+    // mounted (sysfs shows the mounter's).
     if let Some(fd) = plan.netns_fd {
         step!(fds, Step::JoinNetns, 0, sys::setns(fd, libc::CLONE_NEWNET));
     }
@@ -76,11 +77,6 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
         step!(fds, Step::UsernsRoot, 0, sys::setresgid(0));
         step!(fds, Step::UsernsRoot, 0, sys::setgroups(&[]));
         step!(fds, Step::UsernsRoot, 0, sys::setresuid(0));
-    }
-
-    // Before any mount: /sys shows the network namespace of whoever mounts it.
-    if let Some(fd) = plan.join_netns_fd {
-        step!(fds, Step::JoinNetns, 0, sys::setns(fd, libc::CLONE_NEWNET));
     }
 
     // The root filesystem and the mounts inside it.

@@ -114,7 +114,7 @@ pub struct InterfacePlan {
 pub struct Plan {
     pub clone_flags: u64,
     pub cgroup_fd: Option<i32>,
-    /// Joined first (setns) when the network namespace was made ahead.
+    /// Joined first (setns): a network namespace made ahead, or another container's.
     pub netns_fd: Option<i32>,
     /// v1 cgroup.procs files the child joins by writing "0", before late_cgroupns.
     pub cgroup_procs_fds: Vec<i32>,
@@ -128,7 +128,6 @@ pub struct Plan {
     pub readonly_root: bool,
     pub hostname: Option<Vec<u8>>,
     pub loopback_up: bool,
-    pub join_netns_fd: Option<i32>,
     pub interface: Option<InterfacePlan>,
     /// The cgroup namespace is made after start, once the caller has placed
     /// the child in its cgroups (as runc does), so that its root is the
@@ -235,7 +234,7 @@ impl Describe {
             Step::ReadonlyRoot => (Some("/".into()), "remounting / read-only failed".into()),
             Step::Sethostname => (None, format!("sethostname({:?}) failed", self.hostname)),
             Step::LoopbackUp => (None, "bringing lo up in the new network namespace failed".into()),
-            Step::JoinNetns => (None, "joining the network namespace (setns of netns_fd or join_netns_fd) failed".into()),
+            Step::JoinNetns => (None, "joining the network namespace (setns of netns_fd) failed".into()),
             Step::ConfigureInterface => (None, format!("configuring {} failed", self.interface)),
             Step::Chdir => (
                 Some(self.cwd.clone()),
@@ -744,13 +743,11 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     if spec.cgroup_fd.is_some() {
         clone_flags |= sys::CLONE_INTO_CGROUP;
     }
-    // A prepared netns (lo already up) is joined instead of made: its ~0.5 ms of
-    // creation was paid ahead, off the container's path.
+    // A network namespace to join instead of a new one: a pool's, made ahead (lo up,
+    // perhaps its eth0 too: its ~0.5 ms of creation paid off the container's path), or
+    // another container's (container:NAME).
     let netns_fd = match spec.netns_fd {
         Some(fd) if fd < 0 => return Err(SpecError::new("netns_fd", fd.to_string(), "must be an open descriptor")),
-        Some(fd) if ns_flags & libc::CLONE_NEWNET as u64 == 0 => {
-            return Err(SpecError::new("netns_fd", fd.to_string(), "needs the 'net' namespace in namespaces"));
-        }
         Some(fd) => {
             clone_flags &= !(libc::CLONE_NEWNET as u64);
             Some(fd)
@@ -778,16 +775,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         None => None,
     };
     let interface = spec.interface.as_ref().map(|i| interface_plan(i, &mut d)).transpose()?;
-    if let Some(fd) = spec.join_netns_fd {
-        if fd < 0 || ns_flags & libc::CLONE_NEWNET as u64 != 0 {
-            return Err(SpecError::new(
-                "join_netns_fd",
-                fd.to_string(),
-                "an open netns descriptor, with 'net' left out of namespaces",
-            ));
-        }
-    }
-    if interface.is_some() && (!spec.wait_for_start || (ns_flags & libc::CLONE_NEWNET as u64 == 0 && spec.join_netns_fd.is_none())) {
+    if interface.is_some() && (!spec.wait_for_start || (ns_flags & libc::CLONE_NEWNET as u64 == 0 && netns_fd.is_none())) {
         return Err(SpecError::new(
             "interface",
             spec.interface.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
@@ -832,7 +820,6 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         readonly_root: spec.readonly_rootfs,
         hostname,
         loopback_up: ns_flags & libc::CLONE_NEWNET as u64 != 0 && netns_fd.is_none(),
-        join_netns_fd: spec.join_netns_fd,
         interface,
         late_cgroupns,
         rlimits,
@@ -1187,7 +1174,7 @@ mod tests {
         let (plan, _) = build(&s).unwrap();
         assert_eq!(plan.netns_fd, Some(9));
         assert!(plan.clone_flags & libc::CLONE_NEWNET as u64 == 0 && !plan.loopback_up);
-        s.namespaces = vec!["mount".into(), "pid".into()];
+        s.netns_fd = Some(-1);
         assert_eq!(build(&s).err().unwrap().field, "netns_fd");
     }
 
@@ -1284,11 +1271,10 @@ mod tests {
     #[test]
     fn joining_a_netns_leaves_out_the_new_one() {
         let mut s = spec();
-        s.join_netns_fd = Some(5);
-        assert_eq!(build(&s).err().unwrap().field, "join_netns_fd");
+        s.netns_fd = Some(5);
         s.namespaces.retain(|n| n != "net");
         let (plan, _) = build(&s).unwrap();
-        assert_eq!(plan.join_netns_fd, Some(5));
+        assert_eq!(plan.netns_fd, Some(5));
         assert!(!plan.loopback_up);
         assert!(plan.clone_flags & libc::CLONE_NEWNET as u64 == 0);
     }

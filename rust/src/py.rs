@@ -166,7 +166,6 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         rlimits: take(&mut f, "rlimits", "a list of (name, soft, hard)", Vec::new)?,
         oom_score_adj: take(&mut f, "oom_score_adj", "an int", || None)?,
         userns,
-        join_netns_fd: take(&mut f, "join_netns_fd", "an int", || None)?,
         interface: match f.remove("interface") {
             Some(o) if !o.is_none() => {
                 let mut i = fields(&o, "interface")?;

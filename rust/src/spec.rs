@@ -79,7 +79,9 @@ pub struct Spec {
     pub stdio: [i32; 3],
     pub cpus: Option<Vec<usize>>,
     pub cgroup_fd: Option<i32>,
-    /// A network namespace made ahead (a Pool's slot): joined with setns instead of a new one.
+    /// A network namespace to join (setns) instead of making one: a Pool's slot made
+    /// ahead, or another container's (container:NAME). "net" in namespaces or not, the
+    /// clone makes no new one.
     pub netns_fd: Option<i32>,
     /// Open cgroup.procs files of v1 controllers: the child writes "0" to each (joins
     /// them itself) before its cgroup namespace is made, so no stop before exec is needed.
@@ -100,8 +102,6 @@ pub struct Spec {
     pub rlimits: Vec<(String, u64, u64)>,
     pub oom_score_adj: Option<i32>,
     pub userns: Option<Userns>,
-    /// An open network namespace to join (setns) instead of a new one ("net" not in namespaces).
-    pub join_netns_fd: Option<i32>,
     pub interface: Option<Interface>,
     /// Run a minimal init as PID 1 that spawns the command, reaps zombies and forwards signals.
     pub init: bool,
@@ -147,7 +147,6 @@ impl Default for Spec {
             rlimits: Vec::new(),
             oom_score_adj: None,
             userns: None,
-            join_netns_fd: None,
             interface: None,
             init: false,
             tty: false,

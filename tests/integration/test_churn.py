@@ -25,7 +25,7 @@ def test_sequential_runs_leak_nothing(session_dirs):
         assert r.returncode == i % 7
     fastcontain.teardown.flush()  # run() removes its state dir in the background
     assert leakcheck.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
-    assert [e.name for e in os.scandir(session_dirs.root) if e.is_dir() and e.name != "names"] == []
+    assert [e.name for e in os.scandir(session_dirs.root) if e.is_dir() and e.name not in ("names", "networks")] == []
 
 
 def test_failed_runs_leak_nothing(session_dirs):
@@ -46,4 +46,32 @@ def test_container_lifecycles_leak_nothing(session_dirs):
             c.wait(timeout=LIMIT)
     fastcontain.teardown.flush()  # run() removes its state dir in the background
     assert leakcheck.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
-    assert [e.name for e in os.scandir(session_dirs.root) if e.is_dir() and e.name != "names"] == []
+    assert [e.name for e in os.scandir(session_dirs.root) if e.is_dir() and e.name not in ("names", "networks")] == []
+
+
+def test_empty_parents_of_dead_test_sessions_are_swept():
+    import subprocess
+
+    from fastcontain import cgroups
+
+    mgr = cgroups.manager()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    key = "pids" if "pids" in mgr.host.keys else "unified"
+    base = mgr.host.mount(key)
+    dead = os.path.join(base, f"fastcontain-test-{gone.pid}-abc123")
+    busy = os.path.join(base, f"fastcontain-test-{gone.pid}-def456")
+    alive = os.path.join(base, f"fastcontain-test-{os.getpid()}-0a1b2c")
+    other = os.path.join(base, f"fastcontain-test-{gone.pid}-not-ours")
+    made = [dead, busy, os.path.join(busy, "child"), alive, other]
+    try:
+        for d in made:
+            os.mkdir(d)
+        removed = mgr.sweep_session_parents()
+        assert dead in removed and not os.path.exists(dead)
+        # not empty, still running, or not named as a session's: left alone
+        assert all(os.path.isdir(d) for d in (busy, alive, other)), removed
+    finally:
+        for d in reversed(made):
+            if os.path.isdir(d):
+                os.rmdir(d)

@@ -101,7 +101,8 @@ def test_a_crashed_pools_slots_are_swept(fake: Any, root: Path) -> None:
     with pool._cond:
         pool._closed = True
         pool._cond.notify_all()
-    pool._thread.join()
+    for t in pool._threads:
+        t.join()
     for slot in pool._ready:
         os.close(slot.state._lock_fd)
         slot.state._lock_fd = -1
@@ -133,3 +134,11 @@ def test_the_teardown_queue_is_bounded_and_flush_reports_failures(monkeypatch: p
     with pytest.raises(teardown.TeardownError, match="removing /x: .*Directory not empty"):
         worker.flush()
     worker.flush()  # reported once
+
+
+def test_refill_threads_is_checked(fake: Any, root: Path) -> None:
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ConfigError, match="refill_threads"):
+            fastcontain.Pool("busybox", size=1, refill_threads=bad)  # type: ignore[arg-type]
+    with fastcontain.Pool("busybox", size=3, refill_threads=2) as pool:
+        assert pool.wait_ready(10) and pool.ready == 3 and len(pool._threads) == 2

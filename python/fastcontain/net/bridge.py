@@ -7,7 +7,7 @@ namespace is done by the container's own init (its eth0 address and route,
 see the native spec's `interface`) or by a thread that joins it (nft.in_netns).
 
 Names: bridges `fcbr` + 8 hex digits, container ends `fcv` + 12 hex digits of
-the container id; each bridge's alias says "fastcontain <root> <network>", so a
+the container id (`fcp` for a pool's slot, wired ahead); each bridge's alias says "fastcontain <root> <network>", so a
 sweep can tell its own, and orphans of a runtime root that is gone.
 """
 
