@@ -43,7 +43,11 @@ fastcontain.spec from validated config. Its keys:
   userns        dict | None      a new user namespace, made with the others (CLONE_NEWUSER):
                                  {"uid_map": [(inside, outside, count), ...], "gid_map": [...] (0 mapped),
                                   "own": [host paths chowned to root's outside ids before clone],
-                                  "traverse": [host directories given o+x before clone]};
+                                  "traverse": [host directories given o+x before clone],
+                                  "overlay_by": "parent-idmap" (the parent builds the overlay over
+                                  idmapped clones of the layers and sends it) | "parent" (over the
+                                  layers as given) | "child" (default: the child mounts it, userxattr),
+                                  "setgroups_deny": bool (write "deny" to setgroups first; rootless)};
                                  the parent writes the maps while the child waits, before its first
                                  mount; the child then becomes 0:0 inside and binds /dev's nodes
   interface     dict | None      {"name": str, "address": str, "prefix": int, "gateway": str | None}:
@@ -144,6 +148,11 @@ def compile_seccomp(
     always; otherwise when all (arg index, op, value, mask) of any one rule hold. Ops: eq, ne,
     lt, le, gt, ge, masked_eq (value compared with arg & mask). The kernel runs every filter and
     keeps the strictest action; among equal actions, the later filter's errno."""
+
+def probe_idmap(dir: str, uid_map: str, gid_map: str) -> None:
+    """Whether layers in dir's filesystem can be idmapped (open_tree + mount_setattr through a
+    short-lived user namespace with these maps) and stacked by an overlay built with fsmount;
+    raises SpawnError naming the syscall and errno that refused."""
 
 def plan_mounts(spec: Mapping[str, Any]) -> list[tuple[str, str, str, int, str]]:
     """The mount table the child would carry out, as (source, target, fstype, flags, data).

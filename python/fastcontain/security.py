@@ -782,21 +782,23 @@ def shifted_layer(layer: str, userns: Userns, store: str) -> str:
 
 
 def userns_part(cfg: Config, image: Image, paths: Any) -> dict[str, Any]:
-    """The user namespace's part of the spec: the maps, the folders its root gets, and the
-    image's layers as shifted copies. Empty without a user namespace."""
+    """The user namespace's part of the spec: the maps, the folders its root gets, and how
+    the overlay is made (userns.py: over idmapped layers, or over shifted copies of them).
+    Empty without a user namespace."""
     u = cast("Userns | None", cfg.userns)
     if u is None:
         return {}
+    from . import userns as _userns
     from .image import store as _store
 
-    store = _store.default_store()
-    lower = [shifted_layer(layer, u, store) for layer in image.layers]
-    return {
-        "userns": {
-            "uid_map": list(u.uid_map),
-            "gid_map": list(u.gid_map),
-            "own": [paths.dir, paths.rootfs, paths.upper, paths.work],
-            "traverse": [paths.root, store, os.path.join(store, "userns")],
-        },
-        "lower": lower,
-    }
+    part: dict[str, Any] = {"userns": {
+        "uid_map": list(u.uid_map),
+        "gid_map": list(u.gid_map),
+        "own": [paths.dir, paths.rootfs, paths.upper, paths.work],
+        "traverse": [paths.root],
+        "overlay_by": _userns.overlay_by(image.layers, u),
+    }}
+    if part["userns"]["overlay_by"] == "parent":
+        store = _store.default_store()
+        part["lower"] = [shifted_layer(layer, u, store) for layer in image.layers]
+    return part

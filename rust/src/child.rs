@@ -72,16 +72,26 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
 
     // In a new user namespace: wait for the parent to map it, then be its root
     // (uid 0 inside, which keeps the namespace's capabilities), without the host's groups.
+    // The parent may send the root filesystem with the byte: an overlay it built (idmap.rs).
+    let mut rootfs_fd: Option<c_int> = None;
     if let Some(map_r) = fds.map_r {
-        step!(fds, Step::WaitUserMap, 0, wait_byte(map_r));
+        step!(fds, Step::WaitUserMap, 0, wait_map(map_r, &mut rootfs_fd));
         step!(fds, Step::UsernsRoot, 0, sys::setresgid(0));
-        step!(fds, Step::UsernsRoot, 0, sys::setgroups(&[]));
+        if !plan.userns.as_ref().is_some_and(|u| u.setgroups_deny) {
+            step!(fds, Step::UsernsRoot, 0, sys::setgroups(&[]));
+        }
         step!(fds, Step::UsernsRoot, 0, sys::setresuid(0));
     }
 
     // The root filesystem and the mounts inside it.
     step!(fds, Step::MakeRootPrivate, 0, make_root_private());
-    step!(fds, Step::MountRootfs, 0, do_op(&plan.rootfs_mount));
+    if plan.userns.as_ref().is_some_and(|u| u.overlay.is_some()) {
+        let Some(fd) = rootfs_fd else { fail(fds.err_w, Step::AttachRootfs, libc::EBADF, 0) };
+        step!(fds, Step::AttachRootfs, 0, sys::move_mount_fd(fd, &plan.rootfs));
+        sys::close(fd);
+    } else {
+        step!(fds, Step::MountRootfs, 0, do_op(&plan.rootfs_mount));
+    }
     for (i, op) in plan.ops.iter().enumerate() {
         step!(fds, op.step(), i, do_op(op));
     }
@@ -404,13 +414,14 @@ fn mkdir_p(path: &[u8], mode: libc::mode_t) -> sys::SysResult<()> {
     }
 }
 
-/// Block until the parent writes a byte; its exit (EOF) ends the child quietly.
-fn wait_byte(fd: c_int) -> sys::SysResult<()> {
-    let mut b = [0u8; 1];
-    if sys::read_full(fd, &mut b)? == 0 {
-        sys::exit_now(FAILED);
+/// Block until the parent sends a byte (and maybe a descriptor) on the map socket;
+/// its exit (EOF) ends the child quietly.
+fn wait_map(sock: c_int, fd: &mut Option<c_int>) -> sys::SysResult<()> {
+    match sys::recv_byte_fd(sock)? {
+        None => sys::exit_now(FAILED),
+        Some((_, got)) => *fd = got,
     }
-    sys::close(fd);
+    sys::close(sock);
     Ok(())
 }
 

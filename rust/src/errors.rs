@@ -34,6 +34,8 @@ steps! {
     Clone = "clone",
     CgroupAttach = "cgroup attach",
     UserMap = "write uid_map and gid_map",
+    IdmapLayer = "idmap an image layer",
+    ParentOverlay = "build the overlay",
     ReadStatus = "read child status",
     Start = "start",
     // in the child, in order
@@ -43,6 +45,7 @@ steps! {
     JoinNetns = "join network namespace",
     MakeRootPrivate = "make mounts private",
     MountRootfs = "mount rootfs",
+    AttachRootfs = "attach the parent's overlay",
     Mkdir = "create mount point",
     MkFile = "create file mount point",
     Mount = "mount",

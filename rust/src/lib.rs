@@ -9,6 +9,7 @@
 pub mod caps;
 pub mod child;
 pub mod errors;
+pub mod idmap;
 pub mod mount;
 pub mod namespaces;
 pub mod plan;

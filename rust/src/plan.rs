@@ -74,6 +74,9 @@ pub struct UsernsPlan {
     pub root_gid: libc::gid_t,
     pub own: Vec<CString>,
     pub traverse: Vec<CString>,
+    /// The overlay the parent builds and sends to the child (None: the child mounts rootfs_mount).
+    pub overlay: Option<crate::idmap::ParentOverlay>,
+    pub setgroups_deny: bool,
 }
 
 /// Map lines as /proc/PID/uid_map takes them; inside 0 must be mapped, ranges may not overlap.
@@ -214,6 +217,10 @@ impl Describe {
                 Some((p, m)) => (Some(p.clone()), m.clone()),
                 None => (None, format!("set-up operation {idx} failed")),
             },
+            Step::AttachRootfs => (
+                Some(self.rootfs.clone()),
+                format!("attaching {} (move_mount) on {} in the container's mount namespace failed", self.rootfs_what, self.rootfs),
+            ),
             Step::MountRootfs => (
                 Some(self.rootfs.clone()),
                 format!("mounting the container's root filesystem ({}) on {} failed", self.rootfs_what, self.rootfs),
@@ -576,7 +583,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     let rootfs = spec.rootfs.trim_end_matches('/').to_string();
     let mut d = Describe { rootfs: rootfs.clone(), ..Default::default() };
 
-    let rootfs_mount = match &spec.overlay {
+    let mut rootfs_mount = match &spec.overlay {
         Some(o) => {
             if o.lower.is_empty() {
                 return Err(SpecError::new("overlay.lower", "[]", "an overlay needs at least one lower layer"));
@@ -797,6 +804,26 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
             let (gid_map, root_gid) = id_map("userns.gid_map", &u.gid_map)?;
             clone_flags |= libc::CLONE_NEWUSER as u64;
             d.userns_root = Some(root_uid);
+            let overlay = match (u.overlay_by.as_str(), &spec.overlay) {
+                ("parent-idmap" | "parent", Some(o)) => Some(crate::idmap::ParentOverlay {
+                    lower: o.lower.iter().map(|p| cstring("overlay.lower", p)).collect::<Result<_, _>>()?,
+                    upper: cstring("overlay.upper", &o.upper)?,
+                    work: cstring("overlay.work", &o.work)?,
+                    idmap: u.overlay_by == "parent-idmap",
+                }),
+                ("parent-idmap" | "parent", None) | ("child" | "", _) => None,
+                (other, _) => {
+                    return Err(SpecError::new("userns.overlay_by", other, "expected 'parent-idmap', 'parent' or 'child'"));
+                }
+            };
+            if overlay.is_none() {
+                if let (Some(_), Op::Mount { data: Some(data), .. }) = (&spec.overlay, &mut rootfs_mount) {
+                    // mounted in the user namespace: overlay's metadata in user.overlay.* xattrs (Linux 5.11+)
+                    *data = cstring("overlay", &format!("{},userxattr", data.to_string_lossy()))?;
+                }
+            } else {
+                d.rootfs_what = format!("{} (built by the parent)", d.rootfs_what);
+            }
             Some(UsernsPlan {
                 uid_map,
                 gid_map,
@@ -804,6 +831,8 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
                 root_gid,
                 own: u.own.iter().map(|p| cstring("userns.own", p)).collect::<Result<_, _>>()?,
                 traverse: u.traverse.iter().map(|p| cstring("userns.traverse", p)).collect::<Result<_, _>>()?,
+                overlay,
+                setgroups_deny: u.setgroups_deny,
             })
         }
     };

@@ -108,6 +108,8 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
                 gid_map: required(&mut uf, "gid_map", "a list of (inside, outside, count)")?,
                 own: take(&mut uf, "own", "a list of host paths", Vec::new)?,
                 traverse: take(&mut uf, "traverse", "a list of host directories", Vec::new)?,
+                overlay_by: take(&mut uf, "overlay_by", "'parent-idmap', 'parent' or 'child'", String::new)?,
+                setgroups_deny: take(&mut uf, "setgroups_deny", "a bool", || false)?,
             };
             no_more(uf, "userns.")?;
             Some(un)
@@ -401,6 +403,14 @@ fn remove_entries(py: Python<'_>, dir: std::path::PathBuf, entries: Vec<(String,
     py.detach(|| sys::remove_entries(&d, &es)).map_err(|e| os_error(py, e, &format!("removing {}", dir.display())))
 }
 
+/// Whether image layers in `dir`'s filesystem can be idmapped and stacked by an overlay
+/// (idmap::probe): None, or raises SpawnError naming the syscall and errno that refused.
+#[pyfunction]
+fn probe_idmap(py: Python<'_>, dir: String, uid_map: String, gid_map: String) -> PyResult<()> {
+    let c = std::ffi::CString::new(dir.clone()).map_err(|_| to_py(py, Error::Spec(SpecError::new("dir", dir, "contains a NUL byte"))))?;
+    py.detach(|| crate::idmap::probe(&c, uid_map.as_bytes(), gid_map.as_bytes())).map_err(|e| to_py(py, Error::Spawn(e)))
+}
+
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -410,6 +420,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySeccomp>()?;
     m.add_function(wrap_pyfunction!(compile_seccomp, m)?)?;
     m.add_function(wrap_pyfunction!(remove_entries, m)?)?;
+    m.add_function(wrap_pyfunction!(probe_idmap, m)?)?;
     m.add("CAPABILITIES", caps::CAPS.to_vec())?;
     let steps: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
     m.add("STEPS", steps)?;

@@ -122,7 +122,7 @@ pub fn spawn(plan: Plan, describe: Describe, plan_ns: u64) -> Result<Child, Spaw
     let (map_r, map_w) = match &plan.userns {
         Some(u) => {
             prepare_userns(u)?;
-            let (r, w) = pipe()?;
+            let (r, w) = socketpair()?;
             (Some(r), Some(w))
         }
         None => (None, None),
@@ -333,8 +333,23 @@ fn prepare_userns(u: &UsernsPlan) -> Result<(), SpawnError> {
     Ok(())
 }
 
-/// Write the child's uid_map and gid_map, then let it go on (one byte on its map pipe).
+/// The map socket: the child waits on it for its maps (and the parent's overlay).
+fn socketpair() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let (a, b) = sys::socketpair_cloexec()
+        .map_err(|e| SpawnError::new(Step::Pipe, e, None, "creating the user namespace's map socket failed".into()))?;
+    Ok((owned(a), owned(b)))
+}
+
+/// Write the child's uid_map and gid_map, build its overlay when the parent
+/// makes it (idmap.rs), then let it go on (one byte on its map socket, with the
+/// overlay's mount descriptor).
 fn write_maps(pid: libc::pid_t, u: &UsernsPlan, w: OwnedFd) -> Result<(), SpawnError> {
+    if u.setgroups_deny {
+        let path = format!("/proc/{pid}/setgroups");
+        let c = std::ffi::CString::new(path.clone()).expect("no NUL in a /proc path");
+        sys::write_path(&c, b"deny")
+            .map_err(|e| SpawnError::new(Step::UserMap, e, Some(path.clone()), format!("writing \"deny\" to {path} failed")))?;
+    }
     for (file, text) in [("uid_map", &u.uid_map), ("gid_map", &u.gid_map)] {
         let path = format!("/proc/{pid}/{file}");
         let c = std::ffi::CString::new(path.clone()).expect("no NUL in a /proc path");
@@ -352,7 +367,14 @@ fn write_maps(pid: libc::pid_t, u: &UsernsPlan, w: OwnedFd) -> Result<(), SpawnE
             )
         })?;
     }
-    sys::write_all(w.as_raw_fd(), b"m")
+    let overlay = match &u.overlay {
+        Some(o) => {
+            let ns = if o.idmap { Some(crate::idmap::userns_of(pid)?) } else { None };
+            Some(crate::idmap::build(o, ns.as_ref())?)
+        }
+        None => None,
+    };
+    sys::send_byte_fd(w.as_raw_fd(), b'm', overlay.as_ref().map(|m| m.as_raw_fd()))
         .map_err(|e| SpawnError::new(Step::UserMap, e, None, "telling the container its user namespace is mapped failed".into()))
 }
 

@@ -46,6 +46,13 @@ pub struct Userns {
     pub own: Vec<String>,
     /// Host directories the container's root must be able to cross (o+x added before clone).
     pub traverse: Vec<String>,
+    /// Who mounts the overlay (see idmap.rs): "parent-idmap" (the parent, over idmapped
+    /// clones of the layers), "parent" (the parent, over the layers as given: chowned
+    /// copies), "child" or "" (the child, in its user namespace, with `userxattr`: rootless).
+    pub overlay_by: String,
+    /// Write "deny" to /proc/PID/setgroups before gid_map (an unprivileged parent must);
+    /// the child then leaves its groups as they are.
+    pub setgroups_deny: bool,
 }
 
 /// An interface the parent put in the container's network namespace while it

@@ -863,3 +863,158 @@ pub fn set_disposition(sig: c_int, ignore: bool) {
         libc::sigaction(sig, &act, std::ptr::null_mut());
     }
 }
+
+// -- the new mount API: idmapped layers and a detached overlay (see idmap.rs) --
+
+pub const OPEN_TREE_CLONE: c_uint = 1;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+pub const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x0000_0004;
+const FSOPEN_CLOEXEC: c_uint = 1;
+const FSMOUNT_CLOEXEC: c_uint = 1;
+const FSCONFIG_SET_FLAG: c_uint = 0;
+const FSCONFIG_SET_STRING: c_uint = 1;
+const FSCONFIG_CMD_CREATE: c_uint = 6;
+
+/// open_tree(OPEN_TREE_CLONE): a detached copy of the mount at `path` (not recursive).
+pub fn open_tree_clone(path: &CStr) -> SysResult<c_int> {
+    // SAFETY: path is a NUL-terminated string borrowed for the call; the flags ask for a new fd.
+    check(unsafe {
+        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as c_uint)
+    })
+    .map(|fd| fd as c_int)
+}
+
+/// mount_setattr(MOUNT_ATTR_IDMAP) on a detached mount: its files seen through `userns_fd`'s mapping.
+pub fn mount_setattr_idmap(mount_fd: c_int, userns_fd: c_int) -> SysResult<()> {
+    let mut attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns_fd as u64 };
+    // SAFETY: "" with AT_EMPTY_PATH names mount_fd itself; attr is a live mount_attr of the size passed.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount_fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as c_uint,
+            &mut attr as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(|_| ())
+}
+
+/// fsopen(2): a filesystem context for `fstype`.
+pub fn fsopen(fstype: &CStr) -> SysResult<c_int> {
+    // SAFETY: fstype is a NUL-terminated string borrowed for the call.
+    check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) }).map(|fd| fd as c_int)
+}
+
+/// fsconfig(FSCONFIG_SET_STRING, key, value).
+pub fn fsconfig_string(fs_fd: c_int, key: &CStr, value: &CStr) -> SysResult<()> {
+    // SAFETY: key and value are NUL-terminated strings borrowed for the call.
+    check(unsafe { libc::syscall(libc::SYS_fsconfig, fs_fd, FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr(), 0) })
+        .map(|_| ())
+}
+
+/// fsconfig(FSCONFIG_SET_FLAG, key): a flag option such as "volatile".
+pub fn fsconfig_flag(fs_fd: c_int, key: &CStr) -> SysResult<()> {
+    // SAFETY: key is a NUL-terminated string borrowed for the call; a flag takes no value.
+    check(unsafe { libc::syscall(libc::SYS_fsconfig, fs_fd, FSCONFIG_SET_FLAG, key.as_ptr(), std::ptr::null::<c_void>(), 0) })
+        .map(|_| ())
+}
+
+/// fsconfig(FSCONFIG_CMD_CREATE): make the superblock.
+pub fn fsconfig_create(fs_fd: c_int) -> SysResult<()> {
+    // SAFETY: no pointers are passed.
+    check(unsafe {
+        libc::syscall(libc::SYS_fsconfig, fs_fd, FSCONFIG_CMD_CREATE, std::ptr::null::<c_char>(), std::ptr::null::<c_void>(), 0)
+    })
+    .map(|_| ())
+}
+
+/// fsmount(2): a detached mount of the context's superblock.
+pub fn fsmount(fs_fd: c_int) -> SysResult<c_int> {
+    // SAFETY: plain integers.
+    check(unsafe { libc::syscall(libc::SYS_fsmount, fs_fd, FSMOUNT_CLOEXEC, 0) }).map(|fd| fd as c_int)
+}
+
+/// move_mount(2) of the detached mount `mount_fd` onto `target`. Async-signal-safe (the child's).
+pub fn move_mount_fd(mount_fd: c_int, target: &CStr) -> SysResult<()> {
+    // SAFETY: "" with MOVE_MOUNT_F_EMPTY_PATH names mount_fd itself; target is a NUL-terminated path.
+    check(unsafe {
+        libc::syscall(libc::SYS_move_mount, mount_fd, c"".as_ptr(), libc::AT_FDCWD, target.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+    })
+    .map(|_| ())
+}
+
+/// A unix stream socket pair, both ends close-on-exec.
+pub fn socketpair_cloexec() -> SysResult<(c_int, c_int)> {
+    let mut fds = [-1 as c_int; 2];
+    // SAFETY: fds is a live array of two ints the kernel fills.
+    check_int(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// Room for one descriptor's control message (CMSG_SPACE(sizeof(int)) on 64-bit Linux).
+const FD_CMSG_SPACE: usize = 24;
+
+#[repr(C, align(8))]
+struct CmsgBuf([u8; FD_CMSG_SPACE]);
+
+/// Send one byte and, when given, one descriptor with it (SCM_RIGHTS).
+pub fn send_byte_fd(sock: c_int, byte: u8, fd: Option<c_int>) -> SysResult<()> {
+    let mut b = [byte];
+    let mut iov = libc::iovec { iov_base: b.as_mut_ptr() as *mut c_void, iov_len: 1 };
+    let mut cbuf = CmsgBuf([0; FD_CMSG_SPACE]);
+    // SAFETY: msghdr is plain data; all-zero is an empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        msg.msg_control = cbuf.0.as_mut_ptr() as *mut c_void;
+        msg.msg_controllen = FD_CMSG_SPACE as _;
+        // SAFETY: the control buffer is live, aligned and CMSG_SPACE(sizeof(int)) long, so the
+        // first header and its int of data fit in it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut c_int, fd);
+        }
+    }
+    // SAFETY: msg points at live buffers for the duration of the call.
+    let n = check(unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) as c_long })?;
+    if n == 1 { Ok(()) } else { Err(libc::EIO) }
+}
+
+/// Receive one byte and the descriptor sent with it, if any (close-on-exec). Ok(None) at EOF.
+/// Allocation-free and async-signal-safe (the child's).
+pub fn recv_byte_fd(sock: c_int) -> SysResult<Option<(u8, Option<c_int>)>> {
+    let mut b = [0u8];
+    let mut iov = libc::iovec { iov_base: b.as_mut_ptr() as *mut c_void, iov_len: 1 };
+    let mut cbuf = CmsgBuf([0; FD_CMSG_SPACE]);
+    // SAFETY: msghdr is plain data; all-zero is an empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr() as *mut c_void;
+    msg.msg_controllen = FD_CMSG_SPACE as _;
+    let n = loop {
+        // SAFETY: msg points at live buffers for the duration of the call.
+        match check(unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) as c_long }) {
+            Err(libc::EINTR) => continue,
+            r => break r?,
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut fd = None;
+    // SAFETY: the kernel filled msg_control up to msg_controllen; CMSG_FIRSTHDR checks the length.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+            fd = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const c_int));
+        }
+    }
+    Ok(Some((b[0], fd)))
+}
