@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Sequence, overload
 from . import cgroups as _cgroups
 from . import image as _image
 from . import prepared as _prepared
+from . import rootless as _rootless
 from . import profile as _profile
 from . import net as _net
 from . import spec as _spec
@@ -114,7 +115,9 @@ def _launch(
         state = _state.create(paths.root, id=id, name=config.name)
         _own_state(stack, state, defer_teardown)
     mark("state")
-    if cgroup is None:
+    if cgroup is None and _rootless.active():
+        cgroup = _rootless.cgroup(paths.id, config.resources)  # none: limits are refused, naming the path
+    elif cgroup is None:
         cgroup = _cgroups.manager().create(paths.id, config.resources, owner=paths.dir)
         _own_cgroup(stack, cgroup, defer_teardown)
     spec["cgroup_fd"] = cgroup.fd

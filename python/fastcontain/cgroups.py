@@ -528,7 +528,7 @@ class Cgroup:
     def oom_kills(self) -> int | None:
         """How many processes the OOM killer took in this cgroup; None when the
         container has no memory cgroup (hybrid and v1 without a memory limit)."""
-        if self.manager.host.layout == "v2":
+        if self.manager.host.layout == "v2" and "unified" in self.dirs:  # (a rootless container has none)
             events = _keyed(os.path.join(self.dirs["unified"], "memory.events"))
         elif "memory" in self.dirs:
             events = _keyed(os.path.join(self.dirs["memory"], "memory.oom_control"))

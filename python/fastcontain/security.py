@@ -546,6 +546,12 @@ def normalize_options(cfg: Config) -> dict[str, object]:
     for i, g in enumerate(cfg.group_add):
         if isinstance(g, bool) or not isinstance(g, (int, str)) or not str(g):
             raise ConfigError(f"group_add[{i}]", g, "a group name or number")
+    from . import rootless
+
+    if rootless.active():
+        from .net.ports import parse_network
+
+        rootless.check_network(parse_network(cfg.network)[0], cfg.network)
     return {
         "cap_add": cap_add,
         "cap_drop": cap_drop,
@@ -655,6 +661,10 @@ class Userns:
 
     @classmethod
     def parse(cls, value: object) -> Userns | None:
+        from . import rootless
+
+        if rootless.active():  # always a user namespace: the caller's own ids as root
+            return rootless.userns(value)
         if value is None or value == "host":
             return None
         if isinstance(value, Userns):
@@ -716,17 +726,6 @@ def check_userns_support() -> None:
                 raise ConfigError("userns", None, "the sysctl user.max_user_namespaces is 0: user namespaces are off")
     except OSError:
         pass
-    if os.geteuid() != 0:
-        for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"),
-                          ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1")):
-            try:
-                with open(path) as f:
-                    if f.read().strip() == bad:
-                        sysctl = path.removeprefix("/proc/sys/").replace("/", ".")
-                        raise ConfigError("userns", None, f"the sysctl {sysctl} is {bad}: unprivileged user namespaces are refused")
-            except OSError:
-                pass
-        raise ConfigError("userns", None, "rootless use (fastcontain run by a non-root user) is not supported yet")
 
 
 def _copy_node(src: str, dst: str) -> None:
@@ -788,9 +787,12 @@ def userns_part(cfg: Config, image: Image, paths: Any) -> dict[str, Any]:
     u = cast("Userns | None", cfg.userns)
     if u is None:
         return {}
+    from . import rootless
     from . import userns as _userns
     from .image import store as _store
 
+    if rootless.active():
+        return {"userns": {"uid_map": list(u.uid_map), "gid_map": list(u.gid_map), **rootless.spec_part(paths)}}
     part: dict[str, Any] = {"userns": {
         "uid_map": list(u.uid_map),
         "gid_map": list(u.gid_map),

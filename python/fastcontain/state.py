@@ -41,7 +41,13 @@ _ready: set[str] = set()  # roots made and swept by this process
 
 
 def default_root() -> str:
-    return os.environ.get("FASTCONTAIN_ROOT") or DEFAULT_ROOT
+    if os.environ.get("FASTCONTAIN_ROOT"):
+        return os.environ["FASTCONTAIN_ROOT"]
+    if os.geteuid() != 0:  # rootless: the user's own (rootless.py)
+        from . import rootless
+
+        return rootless.runtime_root()
+    return DEFAULT_ROOT
 
 
 def new_id() -> str:

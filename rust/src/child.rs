@@ -163,7 +163,9 @@ fn process(plan: &Plan, fds: &Fds) -> ! {
     if let Some(keep) = plan.caps {
         step!(fds, Step::CapBounding, 0, drop_bounding(keep, plan.last_cap));
     }
-    step!(fds, Step::Setgroups, 0, sys::setgroups(&plan.groups));
+    if plan.set_groups {
+        step!(fds, Step::Setgroups, 0, sys::setgroups(&plan.groups));
+    }
     step!(fds, Step::Setgid, 0, sys::setresgid(plan.gid));
     step!(fds, Step::Setuid, 0, sys::setresuid(plan.uid));
     if let Some(keep) = plan.caps {

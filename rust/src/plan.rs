@@ -150,6 +150,8 @@ pub struct Plan {
     pub uid: libc::uid_t,
     pub gid: libc::gid_t,
     pub groups: Vec<libc::gid_t>,
+    /// False in a user namespace whose setgroups is "deny" (rootless): the groups stay as inherited.
+    pub set_groups: bool,
     pub umask: mode_t,
     pub stdio: [i32; 3],
     /// Run the command under a minimal init (see `child::init`).
@@ -863,6 +865,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         uid: spec.uid,
         gid: spec.gid,
         groups: spec.groups.clone(),
+        set_groups: !spec.userns.as_ref().is_some_and(|u| u.setgroups_deny),
         umask: spec.umask as mode_t & 0o777,
         stdio: spec.stdio,
         init: spec.init,
@@ -944,6 +947,7 @@ fn build_exec(spec: &Spec, pidfd: i32) -> Result<(Plan, Describe), SpecError> {
     plan.loopback_up = false;
     plan.late_cgroupns = false;
     plan.join = Some((pidfd, join_flags as i32));
+    plan.set_groups = !spec.userns.as_ref().is_some_and(|u| u.setgroups_deny);
     Ok((plan, d))
 }
 

@@ -66,10 +66,13 @@ class Image:
 
 
 def _opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
+    for name in ("trusted.overlay.opaque", "user.overlay.opaque"):  # root's store, a rootless one's
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def lookup_layered(layers: Iterable[str], parts: tuple[str, ...]) -> str | None:

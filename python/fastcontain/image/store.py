@@ -43,7 +43,13 @@ HOST_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 
 
 def default_store() -> str:
-    return os.environ.get("FASTCONTAIN_STORE") or DEFAULT_STORE
+    if os.environ.get("FASTCONTAIN_STORE"):
+        return os.environ["FASTCONTAIN_STORE"]
+    if os.geteuid() != 0:  # rootless: the user's own, as podman's (rootless.py)
+        from ..rootless import data_home
+
+        return data_home()
+    return DEFAULT_STORE
 
 
 @contextmanager

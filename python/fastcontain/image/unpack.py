@@ -40,6 +40,9 @@ MAX_ENTRY_SIZE = 1 << 40
 # own metadata: a layer must not forge redirects or opaque marks) and security.selinux are dropped.
 XATTR_PREFIXES = ("security.capability", "user.", "system.posix_acl_access", "system.posix_acl_default")
 OPAQUE_XATTR = "trusted.overlay.opaque"
+# A rootless store's mark (its overlay is mounted in a user namespace with userxattr:
+# rootless.py); a layer's own user.overlay.* are dropped like trusted.*.
+USER_OPAQUE_XATTR = "user.overlay.opaque"
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
@@ -217,7 +220,7 @@ def _xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
     for key, value in member.pax_headers.items():
         if key.startswith("SCHILY.xattr."):
             name = key[len("SCHILY.xattr."):]
-            if name.startswith(XATTR_PREFIXES):
+            if name.startswith(XATTR_PREFIXES) and not name.startswith("user.overlay."):
                 out.append((name, value.encode("utf-8", "surrogateescape")))
     return out
 
@@ -232,6 +235,7 @@ class Unpacker:
     def __init__(self, dest: str, layer: str, *, progress: Callable[[int], None] | None = None) -> None:
         self.dest, self.layer, self.progress = dest, layer, progress
         self.root = os.geteuid() == 0
+        self.opaque_xattr = OPAQUE_XATTR if self.root else USER_OPAQUE_XATTR
         self.stats = Stats()
         self.complete = True  # the last entry was read to its end
         vfs = os.statvfs(dest)
@@ -396,7 +400,7 @@ class Unpacker:
 
     def _whiteout(self, tree: _Tree, parent: int, parts: list[str], base: str) -> None:
         if base == OPAQUE:
-            os.setxattr(parent, OPAQUE_XATTR, b"y")
+            os.setxattr(parent, self.opaque_xattr, b"y")
             return
         if base.startswith(OPAQUE[:8]):  # .wh..wh.*: aufs' own metadata (hard-link dirs), not content
             return
@@ -408,7 +412,7 @@ class Unpacker:
             # A whiteout hides only the lower layers: what this layer has stays, and a
             # directory of this layer stops showing the lower layers' (it becomes opaque).
             if stat.S_ISDIR(existing.st_mode):
-                os.setxattr(tree.dir_fd(parts[:-1] + [name], create=False), OPAQUE_XATTR, b"y")
+                os.setxattr(tree.dir_fd(parts[:-1] + [name], create=False), self.opaque_xattr, b"y")
             return
         os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=parent)
 
