@@ -71,6 +71,10 @@ def check_host() -> None:
     """The host's policy on unprivileged user namespaces, named when it says no."""
     if not os.path.exists("/proc/self/ns/user"):
         raise ConfigError("userns", None, "this kernel has no user namespaces (CONFIG_USER_NS): rootless use needs them")
+    release = tuple(int(p) for p in os.uname().release.split("-")[0].split(".")[:2] if p.isdigit())
+    if release < (5, 11):
+        raise ConfigError("userns", None, f"Linux {os.uname().release} cannot mount an overlay in a user namespace "
+                          "(userxattr needs 5.11+): rootless use needs a newer kernel")
     for path, bad, meaning in POLICIES:
         try:
             with open(path) as f:
@@ -104,19 +108,25 @@ def check_network(mode: str, value: str) -> None:
                           "nftables) needs root")
 
 
-def cgroup(cid: str, res: Resources) -> Cgroup:
-    """No cgroup: an unprivileged user may not create one under fastcontain's parent. Limits
-    are refused naming the cgroup directory that is not ours to write."""
-    from . import cgroups
+def check_limits(res: Resources) -> None:
+    """Limits need a cgroup, which an unprivileged user may not create: refused (at Config
+    time, before anything exists) naming the cgroup directory that is not ours to write."""
+    from .cgroups import CgroupError
 
-    cg = cgroups.Cgroup(cgroups.Manager(), cid)  # not prepared, no sweep: nothing of the host's is touched
     if not res.empty:
-        raise cgroups.CgroupError(
+        raise CgroupError(
             f"resource limits need a cgroup, and this user may not create one (rootless): {_own_cgroup()} is not "
             "writable (a delegated cgroup v2 subtree is not supported yet); run as root or drop the limits",
             path=_own_cgroup(), errno=errno.EACCES,
         )
-    return cg
+
+
+def cgroup(cid: str, res: Resources) -> Cgroup:
+    """No cgroup (see check_limits): an empty one, for the code that reads one."""
+    from . import cgroups
+
+    check_limits(res)
+    return cgroups.Cgroup(cgroups.Manager(), cid)  # not prepared, no sweep: nothing of the host's is touched
 
 
 def _own_cgroup() -> str:

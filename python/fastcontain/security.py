@@ -552,6 +552,7 @@ def normalize_options(cfg: Config) -> dict[str, object]:
         from .net.ports import parse_network
 
         rootless.check_network(parse_network(cfg.network)[0], cfg.network)
+        rootless.check_limits(cfg.resources)
     return {
         "cap_add": cap_add,
         "cap_drop": cap_drop,

@@ -1,0 +1,158 @@
+"""Rootless use (fastcontain/rootless.py): fastcontain run by a real unprivileged uid
+(setpriv --reuid/--regid --clear-groups), with HOME and the XDG folders in this test's
+own tmp folder. Root runs the test only to become that user."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import fastcontain
+import imagetools
+
+from .util import LIMIT
+
+pytestmark = pytest.mark.privileged
+UID = GID = 61_234  # no account: setpriv takes numbers
+
+
+def _reachable(path: str) -> bool:
+    """Whether a user who is neither the owner nor in the group may read (and cross to) path."""
+    p = os.path.realpath(path)
+    parts = Path(p).parents
+    if any(not os.stat(d).st_mode & stat.S_IXOTH for d in parts):
+        return False
+    return bool(os.stat(p).st_mode & stat.S_IROTH)
+
+
+def _interpreter() -> tuple[str, str]:
+    """A python the user can run, and the folder holding the installed fastcontain."""
+    site = os.path.dirname(os.path.dirname(os.path.realpath(fastcontain.__file__)))
+    for exe in (sys.executable, "/usr/bin/python3"):
+        ok = os.path.exists(exe) and _reachable(exe)
+        if ok and subprocess.run([exe, "-c", "import sys; assert sys.version_info >= (3, 10)"]).returncode == 0:
+            if _reachable(os.path.join(site, "fastcontain", "__init__.py")):
+                return exe, site
+    pytest.skip(f"neither {sys.executable} nor /usr/bin/python3 with {site} is readable by other users here "
+                "(the package must be installed where an unprivileged user can import it)")
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """The user's HOME, XDG_DATA_HOME and XDG_RUNTIME_DIR: in /tmp (pytest's folders are 0700)."""
+    d = Path(tempfile.mkdtemp(prefix="fastcontain-rootless-"))
+    try:
+        for sub in ("data", "run"):
+            (d / sub).mkdir()
+        for p in (d, d / "data", d / "run"):
+            os.chown(p, UID, GID)
+        os.chmod(d / "run", 0o700)
+        yield d
+    finally:
+        subprocess.run(["rm", "-rf", str(d)], check=False)  # the user's overlay work dirs are 000
+
+
+def as_user(home: Path, script: str) -> dict[str, object]:
+    """Run `script` (Python; it sets `result`) as the unprivileged user; returns result."""
+    exe, site = _interpreter()
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "XDG_RUNTIME_DIR": str(home / "run"),
+           "PATH": "/usr/bin:/bin", "PYTHONPATH": site}
+    code = "import json, os, fastcontain\nresult = {}\n" + textwrap.dedent(script) + "\nprint(json.dumps(result))\n"
+    r = subprocess.run(["setpriv", f"--reuid={UID}", f"--regid={GID}", "--clear-groups", exe, "-c", code],
+                       env=env, cwd=str(home), capture_output=True, text=True, timeout=LIMIT)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_an_unprivileged_user_runs_a_container_as_root_inside(home: Path) -> None:
+    result = as_user(home, """
+        r = fastcontain.run("busybox", ["sh", "-c", "id -u; id -g; cat /proc/self/uid_map; stat -c '%u' / /bin/busybox; "
+                                        "echo hi > /made; cat /made; ls /dev | tr '\\\\n' ' '; echo; cat /proc/1/cmdline"],
+                            capture_output=True, text=True)
+        result["run"] = [r.returncode, r.stdout, r.stderr]
+        with fastcontain.Container.create("busybox", ["sh", "-c", "echo x > /new; sleep 30"]) as c:
+            c.start()
+            upper = os.path.join(os.environ["XDG_RUNTIME_DIR"], "fastcontain", c.id, "upper")
+            import time
+            while not os.path.exists(os.path.join(upper, "new")):
+                time.sleep(0.01)
+            st = os.stat(os.path.join(upper, "new"))
+            result["upper"] = [upper, st.st_uid, st.st_gid]
+            e = c.exec_run(["sh", "-c", "id -u; cat /new"])
+            result["exec"] = [e.exit_code, e.output.decode()]
+            c.kill()
+            c.wait()
+        import subprocess, sys
+        cli = subprocess.run([sys.executable, "-m", "fastcontain", "run", "--rm", "busybox", "sh", "-c", "id -u; hostname"],
+                             capture_output=True, text=True)
+        result["cli"] = [cli.returncode, cli.stdout, cli.stderr]
+        result["store"] = sorted(os.listdir(os.path.join(os.environ["XDG_DATA_HOME"], "fastcontain", "images")))
+        result["left"] = sorted(os.listdir(os.path.join(os.environ["XDG_RUNTIME_DIR"], "fastcontain")))
+    """)
+    code, stdout, stderr = result["run"]  # type: ignore[misc]
+    assert code == 0, stderr
+    lines = stdout.split("\n")
+    assert lines[0:2] == ["0", "0"]
+    assert lines[2].split() == ["0", str(UID), "1"]
+    assert lines[3:6] == ["0", "0", "hi"]
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm"} <= set(lines[6].split())
+    code, stdout, stderr = result["cli"]  # type: ignore[misc]
+    assert code == 0 and stdout.split("\n")[0] == "0", stderr
+    assert result["exec"] == [0, "0\nx\n"]
+    upper, uid, gid = result["upper"]  # type: ignore[misc]
+    assert str(upper).startswith(str(home / "run" / "fastcontain")) and (uid, gid) == (UID, GID)
+    assert result["store"] == ["busybox"]
+    assert not [e for e in result["left"] if len(e) == 16]  # type: ignore[union-attr]
+
+
+def test_what_rootless_cannot_do_is_refused_clearly(home: Path) -> None:
+    result = as_user(home, """
+        from fastcontain import ConfigError, CgroupError
+        for name, kw in (("bridge", {"network": "bridge"}), ("memory", {"memory": "64m"}),
+                         ("range", {"userns": "0:100000:65536"}), ("host", {"userns": "host"})):
+            try:
+                fastcontain.run("busybox", ["true"], **kw)
+                result[name] = "ran"
+            except (ConfigError, CgroupError) as e:
+                result[name] = [type(e).__name__, str(e)]
+        root = os.path.join(os.environ["XDG_RUNTIME_DIR"], "fastcontain")
+        result["left"] = sorted(os.listdir(root)) if os.path.exists(root) else []
+    """)
+    assert result["bridge"][0] == "ConfigError" and "rootless" in result["bridge"][1]  # type: ignore[index]
+    kind, text = result["memory"]  # type: ignore[misc]
+    assert kind == "CgroupError" and "/sys/fs/cgroup" in text and "not writable" in text
+    assert result["range"][0] == "ConfigError" and f"0:{UID}:1" in result["range"][1]  # type: ignore[index]
+    assert result["host"][0] == "ConfigError"  # type: ignore[index]
+    assert not [e for e in result["left"] if len(e) == 16]  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return imagetools.build_layout(tmp_path_factory.mktemp("fastcontain-rootless-images")).layout
+
+
+def test_a_layered_image_unpacked_by_the_user_keeps_its_whiteouts_and_opaque_dirs(home: Path, layout: Path) -> None:
+    mine = home / "oci"
+    shutil.copytree(layout, mine)
+    subprocess.run(["chown", "-R", f"{UID}:{GID}", str(mine)], check=True)
+    result = as_user(home, f"""
+        import fastcontain.images as images
+        images.load({str(mine)!r}, "fc/busybox:layers")
+        r = fastcontain.run("fc/busybox:layers", ["sh", "-c",
+            "test -e /etc/deleted-later && echo present || echo gone; cat /replaced; ls /opq | tr '\\\\n' ' '; echo; "
+            "rm /opq/new-c; ls /opq | wc -l; stat -c '%U' /data"], capture_output=True, text=True)
+        result["run"] = [r.returncode, r.stdout, r.stderr]
+    """)
+    code, stdout, stderr = result["run"]  # type: ignore[misc]
+    assert code == 0, stderr
+    assert stdout.split("\n") == ["gone", "now a file", "new-c ", "0", "root", ""]
