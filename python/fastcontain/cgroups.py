@@ -560,8 +560,7 @@ class Cgroup:
         elif "cpuacct" in self.dirs:
             ns = _read_int(os.path.join(self.dirs["cpuacct"], "cpuacct.usage"))
             s["cpu_usage_us"] = None if ns is None else ns // 1000
-        if self.manager.host.layout == "v2":
-            assert uni
+        if self.manager.host.layout == "v2" and uni:  # (a rootless container has no cgroup)
             s["memory_current"] = _read_int(os.path.join(uni, "memory.current"))
             s["memory_peak"] = _read_int(os.path.join(uni, "memory.peak"))
             s["pids_current"] = _read_int(os.path.join(uni, "pids.current"))

@@ -115,19 +115,16 @@ pub fn build(o: &ParentOverlay, userns_fd: Option<&OwnedFd>) -> Result<OwnedFd, 
     let set = |key: &CStr, value: &CStr| {
         sys::fsconfig_string(fs.as_raw_fd(), key, value).map_err(|e| fail(e, &format!("fsconfig {}={}", lossy(key), lossy(value)), fs_log(&fs)))
     };
-    // one layer at a time (lowerdir+, Linux 6.8+), else all in one value (older kernels, few layers)
-    let mut added = 0;
-    for l in &lowers {
-        match sys::fsconfig_string(fs.as_raw_fd(), c"lowerdir+", &fd_path(l)) {
-            Ok(()) => added += 1,
-            Err(libc::EINVAL) if added == 0 => break,
-            Err(e) => return Err(fail(e, "fsconfig lowerdir+", fs_log(&fs))),
-        }
-    }
-    if added == 0 {
-        let _ = fs_log(&fs); // the refusal of lowerdir+
-        let joined = lowers.iter().map(|l| fd_path(l).into_string().unwrap_or_default()).collect::<Vec<_>>().join(":");
+    // All layers in one value while it fits fsconfig's 256 bytes (every kernel: before 6.5
+    // overlay only gathers its options into a string, parsed at create); else one at a
+    // time (lowerdir+, Linux 6.8+).
+    let joined = lowers.iter().map(|l| fd_path(l).into_string().unwrap_or_default()).collect::<Vec<_>>().join(":");
+    if joined.len() < 256 {
         set(c"lowerdir", &CString::new(joined).expect("no NUL in /proc paths"))?;
+    } else {
+        for l in &lowers {
+            set(c"lowerdir+", &fd_path(l))?;
+        }
     }
     set(c"upperdir", &fd_path(&upper))?;
     set(c"workdir", &fd_path(&work))?;

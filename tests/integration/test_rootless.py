@@ -142,6 +142,8 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_layered_image_unpacked_by_the_user_keeps_its_whiteouts_and_opaque_dirs(home: Path, layout: Path) -> None:
+    """Needs a store where the user may make whiteouts (mknod 0:0) and user.* xattrs: ext4
+    here; not the cgroup v2 guest's tmpfs on 6.1 (user xattrs on tmpfs since 6.6)."""
     mine = home / "oci"
     shutil.copytree(layout, mine)
     subprocess.run(["chown", "-R", f"{UID}:{GID}", str(mine)], check=True)
