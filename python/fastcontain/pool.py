@@ -55,6 +55,7 @@ from typing import Any, Callable
 from . import api as _api
 from . import cgroups as _cgroups
 from . import net as _net
+from . import rootless as _rootless
 from . import netns as _netns
 from . import prepared as _prepared
 from . import state as _state
@@ -202,7 +203,10 @@ class Pool:
                 slot.network.wire_ahead(slot.netns)
                 if self._etc_below is not None:
                     slot.network.link_files(paths.upper, self._etc_below)
-            slot.cgroup = _cgroups.manager().create(slot.state.id, self.config.resources, owner=slot.state.paths.dir)
+            if _rootless.active():  # no cgroup (limits were refused with the Config)
+                slot.cgroup = _rootless.cgroup(slot.state.id, self.config.resources)
+            else:
+                slot.cgroup = _cgroups.manager().create(slot.state.id, self.config.resources, owner=slot.state.paths.dir)
             for name, make, _ in SLOT_RESOURCES:
                 slot.resources[name] = make(self.config, slot.state)
         except BaseException:

@@ -92,6 +92,11 @@ def test_an_unprivileged_user_runs_a_container_as_root_inside(home: Path) -> Non
             result["exec"] = [e.exit_code, e.output.decode()]
             c.kill()
             c.wait()
+        h = fastcontain.run("busybox", ["sh", "-c", "ls /sys/class/net | grep -c .; id -u"], network="host",
+                            capture_output=True, text=True)
+        result["host"] = [h.returncode, h.stdout, h.stderr, len(os.listdir("/sys/class/net"))]
+        with fastcontain.Pool("busybox", size=1) as pool:
+            result["pool"] = pool.run(["id", "-u"], capture_output=True, text=True).stdout
         import subprocess, sys
         cli = subprocess.run([sys.executable, "-m", "fastcontain", "run", "--rm", "busybox", "sh", "-c", "id -u; hostname"],
                              capture_output=True, text=True)
@@ -106,6 +111,9 @@ def test_an_unprivileged_user_runs_a_container_as_root_inside(home: Path) -> Non
     assert lines[2].split() == ["0", str(UID), "1"]
     assert lines[3:6] == ["0", "0", "hi"]
     assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm"} <= set(lines[6].split())
+    code, stdout, stderr, links = result["host"]  # type: ignore[misc]
+    assert code == 0 and stdout.split() == [str(links), "0"], stderr  # the host's interfaces, through its /sys
+    assert result["pool"] == "0\n"
     code, stdout, stderr = result["cli"]  # type: ignore[misc]
     assert code == 0 and stdout.split("\n")[0] == "0", stderr
     assert result["exec"] == [0, "0\nx\n"]

@@ -126,3 +126,9 @@ def test_whiteouts_and_opaque_directories_hide_the_lower_layers(built: imagetool
     assert text.split("\n") == ["deleted-later-gone", "now a file", "new-c ", "app 1000", "/etc:  /opq: ", "0", ""]
     # without a user namespace the same (the reference)
     assert out(PROBE, "fc/busybox:layers").split("\n") == text.split("\n")
+
+
+def test_the_host_network_under_a_user_namespace_shows_the_hosts_sys() -> None:
+    # sysfs cannot be mounted for a network namespace the user namespace does not own: bound read-only
+    text = out("ls /sys/class/net | grep -c .; touch /sys/x 2>&1 | grep -c Read-only", userns="auto", network="host")
+    assert text.split() == [str(len(os.listdir("/sys/class/net"))), "1"]
