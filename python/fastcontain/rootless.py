@@ -94,12 +94,62 @@ def userns(value: object) -> Userns:
     check_host()
     uid, gid = os.geteuid(), os.getegid()
     own = Userns(((0, uid, 1),), ((0, gid, 1),))
-    if value is None or value == "auto" or value == own:
+    if value is None or value == own:
         return own
+    if value == "auto":
+        return subid_userns(uid, gid)
     if value == "host":
         raise ConfigError("userns", value, "rootless, a container needs a user namespace (its root is the caller)")
-    raise ConfigError("userns", value, f"rootless, the only mapping is the caller's own ids (0:{uid}:1 and 0:{gid}:1): "
-                      "leave userns unset or 'auto' (subuid ranges through newuidmap are not supported)")
+    raise ConfigError("userns", value, f"rootless, the mapping is the caller's own ids (0:{uid}:1 and 0:{gid}:1: "
+                      "leave userns unset) or with its /etc/subuid and /etc/subgid ranges above them (userns='auto')")
+
+
+HELPERS = ("newuidmap", "newgidmap")
+AUTO_COUNT = 65536
+
+
+def _helper(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name) or next((p for p in (f"/usr/bin/{name}", f"/bin/{name}") if os.path.exists(p)), None)
+
+
+def subid_userns(uid: int, gid: int) -> Userns:
+    """userns='auto' rootless, as podman's: 0 is the caller, 1.. its first range in
+    /etc/subuid and /etc/subgid (at most 65535 ids), written by newuidmap and newgidmap
+    (setuid helpers that read those files; package uidmap)."""
+    import pwd
+
+    from .security import Userns
+
+    missing = [h for h in HELPERS if _helper(h) is None]
+    if missing:
+        raise ConfigError("userns", "auto", f"rootless userns='auto' needs {' and '.join(missing)} (apt-get install "
+                          "uidmap) to map the /etc/subuid range; leave userns unset for the caller's own ids only")
+    try:
+        names = {pwd.getpwuid(uid).pw_name, str(uid)}
+    except KeyError:
+        names = {str(uid)}
+    maps = []
+    for kind, own in (("uid", uid), ("gid", gid)):
+        path = f"/etc/sub{kind}"
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise ConfigError("userns", "auto", f"cannot read {path}: {e.strerror}") from None
+        found = None
+        for line in lines:
+            parts = line.strip().split(":")
+            if len(parts) == 3 and parts[0] in names and parts[1].isdigit() and parts[2].isdigit() and int(parts[2]) > 0:
+                found = (int(parts[1]), int(parts[2]))
+                break
+        if found is None:
+            raise ConfigError("userns", "auto", f"{path} gives {' or '.join(sorted(names))} no range (as root: "
+                              f"usermod --add-sub{kind}s 100000-165535 USER); leave userns unset for the caller's own ids only")
+        start, count = found
+        maps.append(((0, own, 1), (1, start, min(count, AUTO_COUNT - 1))))
+    return Userns(maps[0], maps[1])
 
 
 def check_network(mode: str, value: str) -> None:
@@ -144,6 +194,13 @@ def _own_cgroup() -> str:
     return "/sys/fs/cgroup"
 
 
-def spec_part(paths: Any) -> dict[str, Any]:
-    """The user namespace spec keys of a rootless container (merged into userns_part's)."""
-    return {"overlay_by": "child", "setgroups_deny": True, "own": [], "traverse": []}
+def spec_part(u: Userns) -> dict[str, Any]:
+    """The user namespace spec keys of a rootless container (merged into userns_part's):
+    the caller's own ids are mapped by the parent itself (setgroups denied, as the kernel
+    requires of it), subuid ranges by newuidmap and newgidmap."""
+    part: dict[str, Any] = {"overlay_by": "child", "own": [], "traverse": []}
+    if len(u.uid_map) > 1 or len(u.gid_map) > 1:
+        part["map_helpers"] = [_helper(h) for h in HELPERS]
+    else:
+        part["setgroups_deny"] = True
+    return part

@@ -793,7 +793,7 @@ def userns_part(cfg: Config, image: Image, paths: Any) -> dict[str, Any]:
     from .image import store as _store
 
     if rootless.active():
-        return {"userns": {"uid_map": list(u.uid_map), "gid_map": list(u.gid_map), **rootless.spec_part(paths)}}
+        return {"userns": {"uid_map": list(u.uid_map), "gid_map": list(u.gid_map), **rootless.spec_part(u)}}
     part: dict[str, Any] = {"userns": {
         "uid_map": list(u.uid_map),
         "gid_map": list(u.gid_map),

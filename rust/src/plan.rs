@@ -77,6 +77,8 @@ pub struct UsernsPlan {
     /// The overlay the parent builds and sends to the child (None: the child mounts rootfs_mount).
     pub overlay: Option<crate::idmap::ParentOverlay>,
     pub setgroups_deny: bool,
+    /// newuidmap and newgidmap, with the (inside, outside, count) lines they are given.
+    pub map_helpers: Option<[(String, Vec<(u32, u32, u32)>); 2]>,
 }
 
 /// Map lines as /proc/PID/uid_map takes them; inside 0 must be mapped, ranges may not overlap.
@@ -835,6 +837,11 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
                 traverse: u.traverse.iter().map(|p| cstring("userns.traverse", p)).collect::<Result<_, _>>()?,
                 overlay,
                 setgroups_deny: u.setgroups_deny,
+                map_helpers: match u.map_helpers.as_slice() {
+                    [] => None,
+                    [uid, gid] => Some([(uid.clone(), u.uid_map.clone()), (gid.clone(), u.gid_map.clone())]),
+                    _ => return Err(SpecError::new("userns.map_helpers", format!("{:?}", u.map_helpers), "expected [newuidmap, newgidmap]")),
+                },
             })
         }
     };

@@ -110,6 +110,7 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
                 traverse: take(&mut uf, "traverse", "a list of host directories", Vec::new)?,
                 overlay_by: take(&mut uf, "overlay_by", "'parent-idmap', 'parent' or 'child'", String::new)?,
                 setgroups_deny: take(&mut uf, "setgroups_deny", "a bool", || false)?,
+                map_helpers: take(&mut uf, "map_helpers", "[newuidmap, newgidmap] or []", Vec::new)?,
             };
             no_more(uf, "userns.")?;
             Some(un)

@@ -350,7 +350,27 @@ fn write_maps(pid: libc::pid_t, u: &UsernsPlan, w: OwnedFd) -> Result<(), SpawnE
         sys::write_path(&c, b"deny")
             .map_err(|e| SpawnError::new(Step::UserMap, e, Some(path.clone()), format!("writing \"deny\" to {path} failed")))?;
     }
+    if let Some(helpers) = &u.map_helpers {
+        for (helper, map) in helpers {
+            let mut cmd = std::process::Command::new(helper);
+            cmd.arg(pid.to_string());
+            for (i, o, c) in map {
+                cmd.args([i.to_string(), o.to_string(), c.to_string()]);
+            }
+            let shown = format!("{helper} {pid} {}", map.iter().map(|(i, o, c)| format!("{i} {o} {c}")).collect::<Vec<_>>().join(" "));
+            let out = cmd.stdin(std::process::Stdio::null()).output().map_err(|e| {
+                SpawnError::new(Step::UserMap, e.raw_os_error().unwrap_or(0), Some(helper.clone()), format!("running {shown} failed"))
+            })?;
+            if !out.status.success() {
+                let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                return Err(SpawnError::new(Step::UserMap, libc::EPERM, Some(helper.clone()), format!("{shown} failed ({}): {said}", out.status)));
+            }
+        }
+    }
     for (file, text) in [("uid_map", &u.uid_map), ("gid_map", &u.gid_map)] {
+        if u.map_helpers.is_some() {
+            break;
+        }
         let path = format!("/proc/{pid}/{file}");
         let c = std::ffi::CString::new(path.clone()).expect("no NUL in a /proc path");
         sys::write_path(&c, text).map_err(|e| {

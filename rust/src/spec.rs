@@ -53,6 +53,9 @@ pub struct Userns {
     /// Write "deny" to /proc/PID/setgroups before gid_map (an unprivileged parent must);
     /// the child then leaves its groups as they are.
     pub setgroups_deny: bool,
+    /// [newuidmap, newgidmap]: the setuid helpers that write the maps (rootless with
+    /// /etc/subuid ranges); empty: the parent writes them itself.
+    pub map_helpers: Vec<String>,
 }
 
 /// An interface the parent put in the container's network namespace while it

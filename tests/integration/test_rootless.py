@@ -62,14 +62,28 @@ def home() -> Iterator[Path]:
         subprocess.run(["rm", "-rf", str(d)], check=False)  # the user's overlay work dirs are 000
 
 
-def as_user(home: Path, script: str) -> dict[str, object]:
-    """Run `script` (Python; it sets `result`) as the unprivileged user; returns result."""
+def as_user(home: Path, script: str, subid: str | None = None) -> dict[str, object]:
+    """Run `script` (Python; it sets `result`) as the unprivileged user; returns result.
+    `subid`: the /etc/subuid and /etc/subgid it sees, in a private mount namespace (an
+    overlay on /etc there: the host's /etc is not touched), for newuidmap."""
     exe, site = _interpreter()
     env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "XDG_RUNTIME_DIR": str(home / "run"),
            "PATH": "/usr/bin:/bin", "PYTHONPATH": site}
     code = "import json, os, fastcontain\nresult = {}\n" + textwrap.dedent(script) + "\nprint(json.dumps(result))\n"
-    r = subprocess.run(["setpriv", f"--reuid={UID}", f"--regid={GID}", "--clear-groups", exe, "-c", code],
-                       env=env, cwd=str(home), capture_output=True, text=True, timeout=LIMIT)
+    argv = ["setpriv", f"--reuid={UID}", f"--regid={GID}", "--clear-groups", exe, "-c", code]
+    if subid is not None:
+        etc = home / "etc"
+        for d in ("upper", "work"):
+            (etc / d).mkdir(parents=True)
+        for f in ("subuid", "subgid"):
+            (etc / "upper" / f).write_text(subid)
+        # newuidmap wants the caller to have an account: one for UID, in the private /etc only
+        for f, line in (("passwd", f"fcrootless:x:{UID}:{GID}::{home}:/bin/sh\n"), ("group", f"fcrootless:x:{GID}:\n")):
+            (etc / "upper" / f).write_text(Path(f"/etc/{f}").read_text() + line)
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                f'mount -t overlay overlay -o lowerdir=/etc,upperdir={etc}/upper,workdir={etc}/work /etc && exec "$@"',
+                "sh", *argv]
+    r = subprocess.run(argv, env=env, cwd=str(home), capture_output=True, text=True, timeout=LIMIT)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -166,3 +180,29 @@ def test_a_layered_image_unpacked_by_the_user_keeps_its_whiteouts_and_opaque_dir
     code, stdout, stderr = result["run"]  # type: ignore[misc]
     assert code == 0, stderr
     assert stdout.split("\n") == ["gone", "now a file", "new-c ", "0", "root", ""]
+
+
+def test_subuid_ranges_through_newuidmap(home: Path) -> None:
+    if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
+        pytest.fail("newuidmap/newgidmap are missing: .ci/run installs them (apt-get install uidmap)")
+    result = as_user(home, """
+        r = fastcontain.run("busybox", ["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; touch /f; chown 1000:1000 /f; "
+                                        "stat -c '%u %g' /f"],
+                            userns="auto", capture_output=True, text=True)
+        result["run"] = [r.returncode, r.stdout, r.stderr]
+    """, subid="someone:100000:65536\nfcrootless:300000:65536\n")
+    code, stdout, stderr = result["run"]  # type: ignore[misc]
+    assert code == 0, stderr
+    lines = [line.split() for line in stdout.strip().split("\n")]
+    assert lines[:4] == [["0", str(UID), "1"], ["1", "300000", "65535"], ["0", str(GID), "1"], ["1", "300000", "65535"]]
+    assert lines[4] == ["1000", "1000"]
+
+
+def test_subuid_without_a_range_is_named(home: Path) -> None:
+    result = as_user(home, """
+        try:
+            fastcontain.run("busybox", ["true"], userns="auto")
+        except fastcontain.ConfigError as e:
+            result["error"] = str(e)
+    """, subid="someone:100000:65536\n")
+    assert "/etc/subuid gives" in str(result["error"]) and "fcrootless" in str(result["error"])
