@@ -1318,4 +1318,50 @@ mod tests {
         assert!(!plan.loopback_up);
         assert!(plan.clone_flags & libc::CLONE_NEWNET as u64 == 0);
     }
+
+    fn userns(overlay_by: &str) -> crate::spec::Userns {
+        crate::spec::Userns {
+            uid_map: vec![(0, 1000, 1)],
+            gid_map: vec![(0, 1000, 1)],
+            overlay_by: overlay_by.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn who_mounts_the_overlay_under_a_user_namespace() {
+        let mut s = spec();
+        s.userns = Some(userns("parent-idmap"));
+        let (plan, _) = build(&s).unwrap();
+        let o = plan.userns.as_ref().unwrap().overlay.as_ref().unwrap();
+        assert!(o.idmap && o.lower.len() == 2 && o.upper.to_str() == Ok("/run/fc/up"));
+        s.userns = Some(userns("parent"));
+        assert!(!build(&s).unwrap().0.userns.unwrap().overlay.unwrap().idmap);
+        // the child's own mount (rootless) reads overlay's metadata from user.* xattrs
+        s.userns = Some(userns("child"));
+        let (plan, _) = build(&s).unwrap();
+        assert!(plan.userns.as_ref().unwrap().overlay.is_none());
+        match &plan.rootfs_mount {
+            Op::Mount { data: Some(d), .. } => assert!(d.to_str().unwrap().ends_with(",volatile,userxattr")),
+            other => panic!("{other:?}"),
+        }
+        s.userns = Some(userns("elsewhere"));
+        assert_eq!(build(&s).err().unwrap().field, "userns.overlay_by");
+    }
+
+    #[test]
+    fn one_id_mapped_drops_the_tty_group_and_the_host_network_binds_sys() {
+        let mut s = spec();
+        s.default_mounts = true;
+        s.userns = Some(userns("child"));
+        s.namespaces = vec!["mount".into(), "pid".into()];
+        let t = mount_table(&s).unwrap();
+        let devpts = t.iter().find(|r| r.2 == "devpts").unwrap();
+        assert!(!devpts.4.contains("gid=5"), "{devpts:?}");
+        let sys = t.iter().find(|r| r.1 == "/run/fc/rootfs/sys").unwrap();
+        assert_eq!((sys.0.as_str(), sys.2.as_str()), ("/sys", ""), "{sys:?}");
+        s.namespaces.push("net".into());
+        let t = mount_table(&s).unwrap();
+        assert!(t.iter().any(|r| r.1 == "/run/fc/rootfs/sys" && r.2 == "sysfs"));
+    }
 }
