@@ -47,7 +47,9 @@ fastcontain.spec from validated config. Its keys:
                                   "overlay_by": "parent-idmap" (the parent builds the overlay over
                                   idmapped clones of the layers and sends it) | "parent" (over the
                                   layers as given) | "child" (default: the child mounts it, userxattr),
-                                  "setgroups_deny": bool (write "deny" to setgroups first; rootless)};
+                                  "setgroups_deny": bool (write "deny" to setgroups first; rootless),
+                                  "map_helpers": [newuidmap, newgidmap] to write the maps (rootless
+                                  subuid ranges) or [] (the parent writes them)};
                                  the parent writes the maps while the child waits, before its first
                                  mount; the child then becomes 0:0 inside and binds /dev's nodes
   interface     dict | None      {"name": str, "address": str, "prefix": int, "gateway": str | None}:
