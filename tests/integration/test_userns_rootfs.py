@@ -5,7 +5,9 @@ so whiteouts and opaque directories of the image's layers hide what they hide.""
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +134,34 @@ def test_the_host_network_under_a_user_namespace_shows_the_hosts_sys() -> None:
     # sysfs cannot be mounted for a network namespace the user namespace does not own: bound read-only
     text = out("ls /sys/class/net | grep -c .; touch /sys/x 2>&1 | grep -c Read-only", userns="auto", network="host")
     assert text.split() == [str(len(os.listdir("/sys/class/net"))), "1"]
+
+
+@pytest.fixture
+def overlay_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An image store on a filesystem that refuses idmapped mounts (an overlayfs of this
+    test's own), unmounted afterwards."""
+    base = tmp_path / "ovl"
+    for d in ("lower", "upper", "work", "merged"):
+        (base / d).mkdir(parents=True)
+    merged = base / "merged"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={base}/lower,upperdir={base}/upper,workdir={base}/work", str(merged)], check=True)
+    try:
+        monkeypatch.setenv("FASTCONTAIN_STORE", str(merged / "store"))
+        yield merged / "store"
+    finally:
+        subprocess.run(["umount", str(merged)], check=True)
+
+
+def test_a_filesystem_that_refuses_idmapping_falls_back_to_copies_and_says_why(
+        overlay_store: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="fastcontain"):
+        text = out("stat -c '%u' /bin/busybox; id -u", userns="auto")
+    assert text.split() == ["0", "0"]
+    assert (overlay_store / "userns").is_dir()
+    said = [r.getMessage() for r in caplog.records if "idmapped layers refused" in r.getMessage()]
+    assert len(said) == 1 and "mount_setattr(MOUNT_ATTR_IDMAP)" in said[0] and "EINVAL" in said[0]
+    u = security.Userns.parse("auto")
+    assert u is not None
+    reason = userns.idmap_refusal(_busybox_layer(), u)
+    assert reason is not None and "does not support idmapped mounts" in reason
