@@ -14,6 +14,7 @@ import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,7 +63,7 @@ def home() -> Iterator[Path]:
         subprocess.run(["rm", "-rf", str(d)], check=False)  # the user's overlay work dirs are 000
 
 
-def as_user(home: Path, script: str, subid: str | None = None) -> dict[str, object]:
+def as_user(home: Path, script: str, subid: str | None = None) -> dict[str, Any]:
     """Run `script` (Python; it sets `result`) as the unprivileged user; returns result.
     `subid`: the /etc/subuid and /etc/subgid it sees, in a private mount namespace (an
     overlay on /etc there: the host's /etc is not touched), for newuidmap."""
@@ -118,23 +119,23 @@ def test_an_unprivileged_user_runs_a_container_as_root_inside(home: Path) -> Non
         result["store"] = sorted(os.listdir(os.path.join(os.environ["XDG_DATA_HOME"], "fastcontain", "images")))
         result["left"] = sorted(os.listdir(os.path.join(os.environ["XDG_RUNTIME_DIR"], "fastcontain")))
     """)
-    code, stdout, stderr = result["run"]  # type: ignore[misc]
+    code, stdout, stderr = result["run"]
     assert code == 0, stderr
     lines = stdout.split("\n")
     assert lines[0:2] == ["0", "0"]
     assert lines[2].split() == ["0", str(UID), "1"]
     assert lines[3:6] == ["0", "0", "hi"]
     assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm"} <= set(lines[6].split())
-    code, stdout, stderr, links = result["host"]  # type: ignore[misc]
+    code, stdout, stderr, links = result["host"]
     assert code == 0 and stdout.split() == [str(links), "0"], stderr  # the host's interfaces, through its /sys
     assert result["pool"] == "0\n"
-    code, stdout, stderr = result["cli"]  # type: ignore[misc]
+    code, stdout, stderr = result["cli"]
     assert code == 0 and stdout.split("\n")[0] == "0", stderr
     assert result["exec"] == [0, "0\nx\n"]
-    upper, uid, gid = result["upper"]  # type: ignore[misc]
+    upper, uid, gid = result["upper"]
     assert str(upper).startswith(str(home / "run" / "fastcontain")) and (uid, gid) == (UID, GID)
     assert result["store"] == ["busybox"]
-    assert not [e for e in result["left"] if len(e) == 16]  # type: ignore[union-attr]
+    assert not [e for e in result["left"] if len(e) == 16]
 
 
 def test_what_rootless_cannot_do_is_refused_clearly(home: Path) -> None:
@@ -150,12 +151,12 @@ def test_what_rootless_cannot_do_is_refused_clearly(home: Path) -> None:
         root = os.path.join(os.environ["XDG_RUNTIME_DIR"], "fastcontain")
         result["left"] = sorted(os.listdir(root)) if os.path.exists(root) else []
     """)
-    assert result["bridge"][0] == "ConfigError" and "rootless" in result["bridge"][1]  # type: ignore[index]
-    kind, text = result["memory"]  # type: ignore[misc]
+    assert result["bridge"][0] == "ConfigError" and "rootless" in result["bridge"][1]
+    kind, text = result["memory"]
     assert kind == "CgroupError" and "/sys/fs/cgroup" in text and "not writable" in text
-    assert result["range"][0] == "ConfigError" and f"0:{UID}:1" in result["range"][1]  # type: ignore[index]
-    assert result["host"][0] == "ConfigError"  # type: ignore[index]
-    assert not [e for e in result["left"] if len(e) == 16]  # type: ignore[union-attr]
+    assert result["range"][0] == "ConfigError" and f"0:{UID}:1" in result["range"][1]
+    assert result["host"][0] == "ConfigError"
+    assert not [e for e in result["left"] if len(e) == 16]
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def test_a_layered_image_unpacked_by_the_user_keeps_its_whiteouts_and_opaque_dir
             "rm /opq/new-c; ls /opq | wc -l; stat -c '%U' /data"], capture_output=True, text=True)
         result["run"] = [r.returncode, r.stdout, r.stderr]
     """)
-    code, stdout, stderr = result["run"]  # type: ignore[misc]
+    code, stdout, stderr = result["run"]
     assert code == 0, stderr
     assert stdout.split("\n") == ["gone", "now a file", "new-c ", "0", "root", ""]
 
@@ -191,7 +192,7 @@ def test_subuid_ranges_through_newuidmap(home: Path) -> None:
                             userns="auto", capture_output=True, text=True)
         result["run"] = [r.returncode, r.stdout, r.stderr]
     """, subid="someone:100000:65536\nfcrootless:300000:65536\n")
-    code, stdout, stderr = result["run"]  # type: ignore[misc]
+    code, stdout, stderr = result["run"]
     assert code == 0, stderr
     lines = [line.split() for line in stdout.strip().split("\n")]
     assert lines[:4] == [["0", str(UID), "1"], ["1", "300000", "65535"], ["0", str(GID), "1"], ["1", "300000", "65535"]]
