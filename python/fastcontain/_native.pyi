@@ -130,6 +130,9 @@ class Child:
         """pidfd_send_signal; a no-op once the child is reaped."""
     def close(self) -> None:
         """Kill (SIGKILL) and reap the child if still there; close the descriptors. Idempotent."""
+    def release(self) -> None:
+        """Close the descriptors without killing or reaping a started child: it goes on, and
+        is reaped by whoever it is reparented to once we exit (exec --detach). Idempotent."""
 
 class SeccompProgram:
     """A compiled seccomp profile: a stack of BPF filters, shared by every container."""

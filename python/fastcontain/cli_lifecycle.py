@@ -1,5 +1,5 @@
 """The `fastcontain` verbs on detached containers, docker's way: create, start, ps,
-inspect, stop, kill, rm, wait, logs. A thin layer over fastcontain.containers.
+inspect, stop, kill, rm, wait, logs, exec (cli_exec). A thin layer over fastcontain.containers.
 
 Exit status: 0, or 1 when a named container could not be acted on (docker's); `wait`
 prints each exit status (128+N for signal N); `create` and `start` fail with 125/126/127
@@ -57,6 +57,9 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--no-stream", action="store_true", help="print one table and exit")
     p.add_argument("--format", choices=("table", "json"), default="table", help="a table (default) or JSON")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
+    from . import cli_exec
+
+    cli_exec.add_parser(commands)
     p = commands.add_parser("logs", help="a container's output (stdout to stdout, stderr to stderr)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the container stops")
     p.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines of each stream")
@@ -115,6 +118,10 @@ def dispatch(args: argparse.Namespace) -> int:
     from .cli import config_fields, error_status, exit_status
 
     cmd = args.subcommand
+    if cmd == "exec":
+        from . import cli_exec
+
+        return cli_exec.main(args)
     if cmd == "create":
         try:
             c = containers.create(args.image, args.command or None, autoremove=args.rm, **config_fields(args))

@@ -20,8 +20,10 @@ import time
 from contextlib import ExitStack
 from typing import Any, Iterator, Sequence
 
+from . import exec_detached as _exec_detached
 from . import state as _state
 from . import supervisor as _supervisor
+from .oci_runtime import _start_time
 from .config import Config
 from .errors import ContainerError, TimeoutExpired
 
@@ -45,12 +47,15 @@ def _prepare(config: Config, id: str, autoremove: bool) -> Any:
 
         state, child, spec, cgroup = api._launch(config, id, stack, stdio, wait_for_start=True)
         fds.close_all()
+        _exec_detached.write_base(state.paths, spec, config)  # for `exec` from any process
+        started = _start_time(child.pid)
         record = {
             "id": id,
             "name": config.name,
             "image": config.image,
             "argv": spec["argv"],
             "pid": child.pid,
+            "pid_start": started[0] if started else None,  # with the pid, names the init (exec)
             "created": time.time(),
             "started": None,
             "finished": None,
@@ -183,6 +188,19 @@ class Detached:
         if status not in ("created", "running", "paused"):
             raise ContainerError(f"container {self.id} is {status}: its cgroup is gone, so are its stats")
         return Cgroup.of(self.id, self._record.get("cgroup_dirs") or {}).stats()
+
+    def exec_run(self, cmd: Sequence[str] | str, *, user: str | None = None, env: Any = None,
+                 workdir: str | None = None, tty: bool = False, stdin: bytes | str | None = None,
+                 stream: bool = False, demux: bool = False, timeout: float | None = None,
+                 privileged: bool = False) -> Any:
+        """Container.exec_run from any process: `cmd` joins the running container (its init
+        found by a pidfd checked against the record) with the container's settings, as
+        `user`, with `env` added, in `workdir`. ExecResult(exit_code, output), or with
+        stream=True an ExecStream whose exit_code is set once exhausted. privileged=True:
+        every capability and no seccomp filter (docker exec --privileged). ContainerError
+        when it is not running (or paused)."""
+        return _exec_detached.exec_run(self, cmd, user=user, env=env, workdir=workdir, tty=tty, stdin=stdin,
+                                       stream=stream, demux=demux, timeout=timeout, privileged=privileged)
 
     def _ask(self, message: dict[str, Any], timeout: float | None = 30.0) -> dict[str, Any]:
         return _supervisor.request(self.paths, message, timeout)

@@ -24,9 +24,10 @@ import selectors
 import shlex
 import signal
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any, Generator, Iterator, Mapping, NamedTuple, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping, NamedTuple, Sequence
 
-from . import image as _image
+from . import prepared as _prepared
 from . import spec as _spec
 from . import stdio as _stdio
 from .config import _normalize_env
@@ -122,15 +123,33 @@ class ExecStream:
         self._stack.close()
 
 
-def exec_spec(container: Container, argv: list[str], *, user: str | None, env: Sequence[str],
+@dataclass
+class Target:
+    """What an exec joins: a running container's init (its pidfd), its cgroup, the process
+    half of its spec (env, cwd, credentials, capabilities, seccomp, rlimits, namespaces)
+    and its image (for user names). Made from a Container in this process (exec_run), or
+    from a detached container's record in any process (exec_detached.target)."""
+
+    id: str
+    pidfd: int
+    base: Mapping[str, Any]
+    image: str | None
+    cgroup: Any = None  # a cgroups.Cgroup (or an OciCgroup): fd for CLONE_INTO_CGROUP, v1 attach
+    track: Callable[[_native.Child], None] | None = None  # the owner reaps it at removal
+
+
+def exec_spec(target: Target, argv: list[str], *, user: str | None, env: Sequence[str],
               workdir: str | None, tty: bool, stdio: Sequence[int]) -> dict[str, Any]:
     """The container's spec with its process half replaced, joining its init."""
-    assert container._child is not None
-    base = container._spec
+    base = target.base
     spec = dict(base)
     if user is not None:
-        who = _spec.resolve_user(user, _image.resolve(container.config.image))
+        if target.image is None:
+            who = _numeric_user(user)
+        else:
+            who = _spec.resolve_user(user, _prepared.resolve(target.image))
         spec.update(uid=who.uid, gid=who.gid, groups=list(who.groups))
+    cgroup_fd = getattr(target.cgroup, "fd", None)
     spec.update(
         argv=argv,
         env=_spec.merge_env(base["env"], env),
@@ -139,15 +158,70 @@ def exec_spec(container: Container, argv: list[str], *, user: str | None, env: S
         tty=tty,
         init=False,
         wait_for_start=False,
-        join=container._child.pidfd,
+        join=target.pidfd,
         # born in the container's cgroup (CLONE_INTO_CGROUP) where it has a v2 directory
-        cgroup_fd=container._cgroup.fd if container._cgroup is not None else None,
+        cgroup_fd=cgroup_fd,
     )
     return spec
 
 
+def _numeric_user(user: str) -> _spec.User:
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        raise ConfigError("user", user, "expected UID[:GID] as numbers (this container has no image to look names up in)")
+    return _spec.User(int(uid), int(gid or 0), (), "/")
+
+
+def spawn(target: Target, argv: list[str], *, user: str | None, env: Sequence[str], workdir: str | None,
+          tty: bool, stdio: Sequence[int]) -> _native.Child:
+    """Spawn `argv` into the target (our child, born in its cgroup, placed in its v1
+    controllers right after); the Child is the caller's to wait for and close."""
+    from . import _native
+
+    spec = exec_spec(target, argv, user=user, env=env, workdir=workdir, tty=tty, stdio=stdio)
+    child = _native.spawn(spec)
+    try:
+        if target.track is not None:
+            target.track(child)
+        cg = target.cgroup
+        if cg is not None and any(k != "unified" for k in cg.dirs):
+            cg.attach(child.pid)
+    except BaseException:
+        child.close()
+        raise
+    return child
+
+
+def check_command(cmd: str | Sequence[str], workdir: str | None) -> list[str]:
+    argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise ConfigError("cmd", cmd, "expected a command: a non-empty list of strings or a shell-like string")
+    if workdir is not None and not workdir.startswith("/"):
+        raise ConfigError("workdir", workdir, "must be an absolute path inside the container")
+    return argv
+
+
+def of_container(container: Container) -> Target:
+    """The Target of a Container of this process; ContainerError unless it runs."""
+    status = container.status
+    if status != "running" or container._child is None:
+        hint = ": start it first" if status == "created" else ""
+        raise ContainerError(f"container {container.id} is {status}: exec needs a running container{hint}")
+    return Target(container.id, container._child.pidfd, container._spec, container.config.image,
+                  container._cgroup, container._track_exec)
+
+
 def exec_run(
     container: Container,
+    cmd: str | Sequence[str],
+    **options: Any,
+) -> ExecResult | ExecStream:
+    """See Container.exec_run."""
+    return run(of_container(container), cmd, **options)
+
+
+def run(
+    target: Target,
     cmd: str | Sequence[str],
     *,
     user: str | None = None,
@@ -158,83 +232,75 @@ def exec_run(
     stream: bool = False,
     demux: bool = False,
     timeout: float | None = None,
+    stack: ExitStack | None = None,
 ) -> ExecResult | ExecStream:
-    """See Container.exec_run."""
-    from . import _native
+    """exec_run on a Target; `stack` holds what the target needs open (closed with the
+    stream, or before returning)."""
     from .api import _Fds
 
-    status = container.status
-    if status != "running" or container._child is None:
-        hint = ": start it first" if status == "created" else ""
-        raise ContainerError(f"container {container.id} is {status}: exec needs a running container{hint}")
-    argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
-    if not argv or not all(isinstance(a, str) for a in argv):
-        raise ConfigError("cmd", cmd, "expected a command: a non-empty list of strings or a shell-like string")
-    if workdir is not None and not workdir.startswith("/"):
-        raise ConfigError("workdir", workdir, "must be an absolute path inside the container")
-    if isinstance(stdin, str):
-        stdin = stdin.encode()
-    limits = Limits(timeout)
-    with ExitStack() as stack:
-        fds = _Fds()
-        stack.callback(fds.close_all)
-        theirs: list[int] = []
-        ours: dict[str, int] = {}
+    with ExitStack() as outer:
+        if stack is not None:
+            outer.push(stack)
+        argv = check_command(cmd, workdir)
+        if isinstance(stdin, str):
+            stdin = stdin.encode()
+        limits = Limits(timeout)
+        with ExitStack() as stack_:
+            fds = _Fds()
+            stack_.callback(fds.close_all)
+            theirs: list[int] = []
+            ours: dict[str, int] = {}
 
-        def pipe() -> tuple[int, int]:
-            r, w = os.pipe2(os.O_CLOEXEC)
-            return fds.add(r), fds.add(w)
+            def pipe() -> tuple[int, int]:
+                r, w = os.pipe2(os.O_CLOEXEC)
+                return fds.add(r), fds.add(w)
 
-        in_r, in_w = pipe() if stdin is not None else (fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)), -1)
-        master = -1
-        if tty:
-            master, slave = _stdio.open_pty()
-            fds.add(master)
-            fds.add(slave)
-            theirs = [slave, slave, slave]
-            ours = {"stdout": master}
-        elif demux:
-            out_r, out_w = pipe()
-            err_r, err_w = pipe()
-            theirs, ours = [in_r, out_w, err_w], {"stdout": out_r, "stderr": err_r}
-        else:
-            out_r, out_w = pipe()  # one pipe for both: their order is kept exactly
-            theirs, ours = [in_r, out_w, out_w], {"stdout": out_r}
-        spec = exec_spec(container, argv, user=user, env=_normalize_env(env), workdir=workdir, tty=tty,
-                         stdio=theirs)
-        child = _native.spawn(spec)
-        stack.callback(child.close)
-        container._track_exec(child)
-        if container._cgroup is not None and container._cgroup.needs_attach:
-            container._cgroup.attach(child.pid)
-        limits.watch(child.pid)
-        for fd in set(theirs):
-            fds.close(fd)  # the process has its copies: EOF needs ours closed
-        if stdin is not None:
-            # all of it, then its end (the pipe closed; a terminal's EOF character):
-            # written before the output is read, so meant for small inputs
-            _stdio._write_all(master if tty else in_w, stdin + (_stdio.EOF_CHAR if tty else b""))
-            if not tty:
-                fds.close(in_w)
-        if stream:
-            return ExecStream(child, ours, stack.pop_all(), limits, argv, demux)
-        if tty:
-            captured: list[bytes] = []
-            hit = _stdio.relay_terminal(child.pidfd, lambda: child.wait() is not None, master,
-                                        limits.check, limits.interval, capture=captured)
+            in_r, in_w = pipe() if stdin is not None else (fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)), -1)
+            master = -1
+            if tty:
+                master, slave = _stdio.open_pty()
+                fds.add(master)
+                fds.add(slave)
+                theirs = [slave, slave, slave]
+                ours = {"stdout": master}
+            elif demux:
+                out_r, out_w = pipe()
+                err_r, err_w = pipe()
+                theirs, ours = [in_r, out_w, err_w], {"stdout": out_r, "stderr": err_r}
+            else:
+                out_r, out_w = pipe()  # one pipe for both: their order is kept exactly
+                theirs, ours = [in_r, out_w, out_w], {"stdout": out_r}
+            child = spawn(target, argv, user=user, env=_normalize_env(env), workdir=workdir, tty=tty, stdio=theirs)
+            stack_.callback(child.close)
+            limits.watch(child.pid)
+            for fd in set(theirs):
+                fds.close(fd)  # the process has its copies: EOF needs ours closed
+            if stdin is not None:
+                # all of it, then its end (the pipe closed; a terminal's EOF character):
+                # written before the output is read, so meant for small inputs
+                _stdio._write_all(master if tty else in_w, stdin + (_stdio.EOF_CHAR if tty else b""))
+                if not tty:
+                    fds.close(in_w)
+            if stream:
+                stack_.push(outer.pop_all())
+                return ExecStream(child, ours, stack_.pop_all(), limits, argv, demux)
+            if tty:
+                captured: list[bytes] = []
+                hit = _stdio.relay_terminal(child.pidfd, lambda: child.wait() is not None, master,
+                                            limits.check, limits.interval, capture=captured)
+                if hit:
+                    child.send_signal(signal.SIGKILL)
+                child.wait()
+                chunks = {"stdout": captured, "stderr": []}
+            else:
+                s = ExecStream(child, ours, stack_.pop_all(), limits, argv, True)
+                chunks = {"stdout": [], "stderr": []}
+                for name, data in s:
+                    chunks[name].append(data)
+                hit = None
             if hit:
-                child.send_signal(signal.SIGKILL)
-            child.wait()
-            chunks = {"stdout": captured, "stderr": []}
-        else:
-            s = ExecStream(child, ours, stack.pop_all(), limits, argv, True)
-            chunks = {"stdout": [], "stderr": []}
-            for name, data in s:
-                chunks[name].append(data)
-            hit = None
-        if hit:
-            raise TimeoutExpired(argv, timeout or 0, output=b"".join(chunks["stdout"]), limit=hit)
-        rc = child.returncode
-        assert rc is not None
+                raise TimeoutExpired(argv, timeout or 0, output=b"".join(chunks["stdout"]), limit=hit)
+            rc = child.returncode
+            assert rc is not None
     out, err = b"".join(chunks["stdout"]), b"".join(chunks["stderr"])
     return ExecResult(rc, (out, None if tty else err) if demux else out)

@@ -299,6 +299,10 @@ impl PyChild {
         py.detach(|| self.inner.close())
     }
 
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        self.inner.release().map_err(|e| to_py(py, Error::Spawn(e)))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "<Child pid={} method={} returncode={:?}>",

@@ -732,6 +732,22 @@ impl Child {
     }
 }
 
+impl Child {
+    /// Let the process go on without us: close our descriptors without killing or
+    /// reaping it (an exec --detach: once we exit it is reparented to our subreaper,
+    /// which waits for it). Only for a started child; idempotent.
+    pub fn release(&self) -> Result<(), SpawnError> {
+        let mut st = self.lock();
+        if !st.started {
+            return Err(SpawnError::new(Step::Start, libc::EINVAL, None, "only a started process can be released".into()));
+        }
+        st.err_r = None;
+        st.sync_w = None;
+        self.pidfd.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Ok(())
+    }
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         self.close();
