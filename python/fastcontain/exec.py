@@ -13,8 +13,9 @@ streamed or not.
 
 The process is born in the container's cgroup (CLONE_INTO_CGROUP through the
 cgroup's v2 directory fd); where the container also has v1 controllers
-(limits on a hybrid host), it is written into their cgroup.procs right after
-its spawn, so it runs its first instants outside the v1 limits.
+(limits on a hybrid host), the first process writes itself into their
+cgroup.procs (opened here) before it forks the one that execs, which inherits
+them: no instant outside the container's limits.
 """
 
 from __future__ import annotations
@@ -138,11 +139,18 @@ class Target:
     track: Callable[[_native.Child], None] | None = None  # the owner reaps it at removal
 
 
+# what only the init's own set-up used: descriptors it was given, an interface it configured
+_NOT_FOR_EXEC = ("netns_fd", "join_netns_fd", "cgroup_procs_fds", "interface")
+
+
 def exec_spec(target: Target, argv: list[str], *, user: str | None, env: Sequence[str],
               workdir: str | None, tty: bool, stdio: Sequence[int]) -> dict[str, Any]:
     """The container's spec with its process half replaced, joining its init."""
     base = target.base
-    spec = dict(base)
+    spec = {k: v for k, v in base.items() if k not in _NOT_FOR_EXEC}
+    if base.get("join_netns_fd") is not None and "net" not in base["namespaces"]:
+        # the init joined a network namespace by fd (network="container:NAME"): so does the exec
+        spec["namespaces"] = list(base["namespaces"]) + ["net"]
     if user is not None:
         if target.image is None:
             who = _numeric_user(user)
@@ -174,21 +182,29 @@ def _numeric_user(user: str) -> _spec.User:
 
 def spawn(target: Target, argv: list[str], *, user: str | None, env: Sequence[str], workdir: str | None,
           tty: bool, stdio: Sequence[int]) -> _native.Child:
-    """Spawn `argv` into the target (our child, born in its cgroup, placed in its v1
-    controllers right after); the Child is the caller's to wait for and close."""
+    """Spawn `argv` into the target: our child, born in its v2 cgroup (CLONE_INTO_CGROUP),
+    in its v1 controllers before it forks into the pid namespace (the first process
+    writes itself to their cgroup.procs, opened here). The Child is the caller's to
+    wait for and close."""
     from . import _native
 
     spec = exec_spec(target, argv, user=user, env=env, workdir=workdir, tty=tty, stdio=stdio)
-    child = _native.spawn(spec)
-    try:
-        if target.track is not None:
-            target.track(child)
-        cg = target.cgroup
-        if cg is not None and any(k != "unified" for k in cg.dirs):
-            cg.attach(child.pid)
-    except BaseException:
-        child.close()
-        raise
+    with ExitStack() as stack:
+        dirs = getattr(target.cgroup, "dirs", None) or {}
+        procs = []
+        for key, d in dirs.items():
+            if key != "unified":
+                path = os.path.join(d, "cgroup.procs")
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    raise ContainerError(f"container {target.id} is not running (its cgroup {d} is gone)") from None
+                stack.callback(os.close, fd)
+                procs.append(fd)
+        spec["cgroup_procs_fds"] = procs
+        child = _native.spawn(spec)
+    if target.track is not None:
+        target.track(child)
     return child
 
 

@@ -53,6 +53,8 @@ def seccomp_profile(config: Config) -> str | None:
 def write_base(paths: _state.Paths, spec: Mapping[str, Any], config: Config) -> None:
     """At creation: the process half of the container's spec, for execs from any process."""
     base: dict[str, Any] = {k: spec.get(k) for k in PROCESS_KEYS}
+    if spec.get("join_netns_fd") is not None and "net" not in base["namespaces"]:
+        base["namespaces"] = list(base["namespaces"]) + ["net"]  # network="container:NAME": joined by fd
     if spec.get("userns"):
         base["userns"] = {"uid_map": spec["userns"]["uid_map"], "gid_map": spec["userns"]["gid_map"]}
     profile = seccomp_profile(config)
@@ -112,8 +114,9 @@ def open_init(paths: _state.Paths, record: Mapping[str, Any]) -> int:
 
 
 def target(paths: _state.Paths, record: Mapping[str, Any], status: str, stack: ExitStack,
-           privileged: bool = False) -> Target:
-    """The Target of a recorded container whose status is `status`; what it opens goes on `stack`."""
+           privileged: bool = False, base: dict[str, Any] | None = None) -> Target:
+    """The Target of a recorded container whose status is `status`; what it opens goes on
+    `stack`. `base`: the process half of its spec (default: its exec.json)."""
     from .oci_runtime import OciCgroup
 
     if status == "paused":
@@ -121,7 +124,9 @@ def target(paths: _state.Paths, record: Mapping[str, Any], status: str, stack: E
     if status != "running":
         hint = ": start it first" if status == "created" else ""
         raise ContainerError(f"container {paths.id} is {status}: exec needs a running container{hint}")
-    base, image = read_base(paths, privileged)
+    image = None
+    if base is None:
+        base, image = read_base(paths, privileged)
     pidfd = open_init(paths, record)
     stack.callback(os.close, pidfd)
     cgroup = OciCgroup(dict(record.get("cgroup_dirs") or {}))

@@ -365,9 +365,12 @@ def dispatch(args: argparse.Namespace, log: _Log) -> int:
 
 
 def _exec(root: str, args: argparse.Namespace) -> int:
-    from .errors import ContainerError
+    from .oci_exec import exec_
 
-    raise ContainerError("exec is not supported yet by fastcontain-oci (it needs exec through setns, issue 7)")
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    return exec_(root, args.id, process_path=args.process, args=cmd, cwd=args.cwd, env=args.env, tty=args.tty,
+                 user=args.user, detach=args.detach, pid_file=args.pid_file, console_socket=args.console_socket,
+                 preserve_fds=args.preserve_fds)
 
 
 def _fail(log: _Log, msg: str) -> int:

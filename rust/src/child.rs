@@ -204,8 +204,15 @@ fn process(plan: &Plan, fds: &Fds) -> ! {
 /// the pidfd, all at once. setns into a pid namespace only applies to
 /// children, so the process that runs the command is forked after it (as
 /// runc does), with CLONE_PARENT: it is the caller's child, whom the caller
-/// waits for; this first process reports its pid and leaves at once.
+/// waits for; this first process reports its pid and leaves at once. It is
+/// born in the container's v2 cgroup (CLONE_INTO_CGROUP) and joins its v1
+/// controllers itself before the fork.
 fn join(plan: &Plan, fds: &Fds, pidfd: c_int, flags: c_int) -> ! {
+    // v1 controllers first, from the host's cgroup namespace: the process forked below
+    // inherits them, so it never runs outside the container's v1 limits.
+    for (i, fd) in plan.cgroup_procs_fds.iter().enumerate() {
+        step!(fds, Step::CgroupAttach, i, sys::write_all(*fd, b"0"));
+    }
     step!(fds, Step::JoinNamespaces, 0, sys::setns(pidfd, flags));
     // SAFETY: the child only carries out the plan (async-signal-safe) and ends in execve or _exit.
     match unsafe { sys::fork_with(libc::CLONE_PARENT as u64) } {

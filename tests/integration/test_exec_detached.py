@@ -243,3 +243,15 @@ def test_cli_exec_tty_takes_the_callers_window_size_and_relays_input(box):
         os.close(master)
     assert b"33 101" in out and b"got-abc" in out, out
     assert os.waitstatus_to_exitcode(status) == 5
+
+
+def test_exec_is_in_the_v1_limits_from_its_first_instruction():
+    c = containers.run("busybox", ["sh", "-c", "echo ready; exec sleep 1000"], memory="64m", pids_limit=50)
+    try:
+        wait_ready(c)
+        # cat reads its own cgroups before anything else: an attach after the spawn would be too late
+        mine = c.exec_run(["cat", "/proc/self/cgroup"]).output
+        theirs = c.exec_run(["cat", "/proc/1/cgroup"]).output
+        assert mine == theirs and b"memory:/\n" in mine, mine  # "/": the root of its cgroup namespace
+    finally:
+        c.remove(force=True)
