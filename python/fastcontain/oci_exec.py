@@ -39,7 +39,7 @@ def process(config: dict[str, Any], path: str | None, args: list[str], *, cwd: s
         proc = oci.process_json(path, [], cwd=None, env=[], tty=False, user=None)
         if not isinstance(proc, dict) or not proc:
             raise oci.OciError("--process", f"{path} does not hold a process object")
-        return dict(proc, terminal=bool(proc.get("terminal")) or tty)
+        return _exact_caps(dict(proc, terminal=bool(proc.get("terminal")) or tty))
     if not args:
         raise oci.OciError("exec", "give a command (or --process P.json)")
     proc = dict(config.get("process") or {})
@@ -57,10 +57,22 @@ def process(config: dict[str, Any], path: str | None, args: list[str], *, cwd: s
         if not uid.isdigit() or (gid and not gid.isdigit()):
             raise oci.OciError("--user", f"{user!r}: expected UID[:GID] as numbers")
         proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
-        if int(uid) != 0 and proc.get("capabilities"):
-            # the native core gives a user other than root no capabilities (as docker exec -u):
-            # keep the container's bounding set, and say so by asking for nothing more
-            proc["capabilities"] = {"bounding": list(proc["capabilities"].get("bounding") or [])}
+    return _exact_caps(proc)
+
+
+def _exact_caps(proc: dict[str, Any]) -> dict[str, Any]:
+    """For a user other than root without ambient or inheritable capabilities, the
+    effective and permitted sets asked for are what execve clears anyway (a process that
+    is not root keeps only its ambient set, and what a file's own capabilities grant,
+    which the bounding set limits either way): runc's exec of such a process.json
+    (podman's exec -u) ends with the bounding set alone, which is what the native core
+    gives. Said so here rather than refused; with ambient or inheritable sets, the
+    translation still refuses them."""
+    caps = proc.get("capabilities")
+    user = proc.get("user") if isinstance(proc.get("user"), dict) else {}
+    if isinstance(caps, dict) and user.get("uid") not in (None, 0) and not caps.get("ambient") \
+            and not caps.get("inheritable"):
+        return dict(proc, capabilities={"bounding": list(caps.get("bounding") or [])})
     return proc
 
 

@@ -192,6 +192,29 @@ def test_podman_detached_stop_and_logs(pm: Podman) -> None:
         pm("rm", "-f", name)
 
 
+def test_podman_exec_exit_codes_output_env_user_workdir_stdin_tty(pm: Podman) -> None:
+    name = f"fc-podman-{secrets.token_hex(3)}"
+    pm("run", "-d", "--name", name, "--network", "none", "--cgroup-parent", pm.cgroup_parent, pm.image,
+       "sh", "-c", "echo from-init > /tmp/mark; exec sleep 60", check=True)
+    try:
+        r = pm("exec", name, "sh", "-c", "cat /tmp/mark; echo err >&2; exit 4")
+        assert (r.returncode, r.stdout, r.stderr) == (4, "from-init\n", "err\n"), r.stderr
+        r = pm("exec", "-e", "GREETING=hi there", "-w", "/etc", "-u", "1000:1000", name,
+               "sh", "-c", 'echo "$GREETING"; pwd; id -u; id -g')
+        assert (r.returncode, r.stdout.splitlines()) == (0, ["hi there", "/etc", "1000", "1000"]), r.stderr
+        pid = int(pm("inspect", "-f", "{{.State.Pid}}", name, check=True).stdout)
+        r = pm("exec", name, "sh", "-c", "for n in mnt pid uts ipc net; do readlink /proc/self/ns/$n; done")
+        assert r.stdout.splitlines() == [os.readlink(f"/proc/{pid}/ns/{n}") for n in ("mnt", "pid", "uts", "ipc", "net")]
+        r = pm("exec", "-i", name, "sh", "-c", "tr a-z A-Z", input="piped in\n")
+        assert (r.returncode, r.stdout) == (0, "PIPED IN\n"), r.stderr
+        r = pm("exec", "-t", name, "sh", "-c", "test -t 0 && test -t 1 && echo terminal; exit 6")
+        assert r.returncode == 6 and r.stdout.replace("\r", "").splitlines()[0] == "terminal", r.stderr
+        r = pm("exec", name, "/no/such/program")
+        assert r.returncode in (126, 127) and r.stderr, r
+    finally:
+        pm("rm", "-f", "-t", "0", name)
+
+
 # -- containerd ------------------------------------------------------------------------------
 
 
@@ -289,3 +312,17 @@ def test_containerd_kills_a_container(ctrd: Containerd) -> None:
     finally:
         ctrd.ctr("task", "delete", "-f", "fc-ctr-kill")
         ctrd.ctr("container", "delete", "fc-ctr-kill")
+
+
+def test_containerd_task_exec(ctrd: Containerd) -> None:
+    r = ctrd.run("-d", id="fc-ctr-exec", command=["sh", "-c", "echo from-init > /tmp/mark; exec sleep 60"])
+    assert r.returncode == 0, r.stderr
+    try:
+        r = ctrd.ctr("task", "exec", "--exec-id", "x1", "fc-ctr-exec", "sh", "-c", "cat /tmp/mark; exit 5")
+        assert (r.returncode, r.stdout) == (5, "from-init\n"), r.stderr
+        r = ctrd.ctr("task", "exec", "--exec-id", "x2", "--cwd", "/etc", "fc-ctr-exec", "sh", "-c", "pwd; echo $$")
+        assert r.returncode == 0 and r.stdout.split()[0] == "/etc" and int(r.stdout.split()[1]) > 1, r.stderr
+    finally:
+        ctrd.ctr("task", "kill", "-s", "SIGKILL", "fc-ctr-exec")
+        ctrd.ctr("task", "delete", "-f", "fc-ctr-exec")
+        ctrd.ctr("container", "delete", "fc-ctr-exec")
