@@ -20,6 +20,8 @@ from .util import LIMIT, build_busybox_image
 
 pytestmark = pytest.mark.privileged
 
+CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
@@ -29,7 +31,8 @@ def running(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     for d in ("proc", "sys", "dev"):
         (bundle / "rootfs" / d).mkdir()
     config = write(bundle, ["sh", "-c", "echo from-init > /tmp/mark; exec sleep 1000"],
-                   process={"env": ["PATH=/bin", "FROM_CONFIG=yes"], "cwd": "/"},
+                   process={"env": ["PATH=/bin", "FROM_CONFIG=yes"], "cwd": "/",
+                            "capabilities": {k: CAPS for k in ("bounding", "effective", "permitted")}},
                    root={"path": "rootfs", "readonly": False})
     root, id = str(tmp_path / "root"), "fc-oci-exec"
     ok(root, "create", "--bundle", str(bundle), id)
@@ -79,6 +82,11 @@ def test_exec_with_a_process_json(running, tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps(dict(proc, cwd="relative")))
     r = oci(root, "exec", "--process", str(tmp_path / "bad.json"), id)
     assert r.returncode == 1 and "process.cwd" in r.stderr
+    # ambient capabilities would survive execve for a user other than root: not something it can give
+    (tmp_path / "ambient.json").write_text(json.dumps(dict(proc, user={"uid": 1000, "gid": 1000}, capabilities={
+        "bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"], "ambient": ["CAP_KILL"]})))
+    r = oci(root, "exec", "--process", str(tmp_path / "ambient.json"), id)
+    assert r.returncode == 1 and "process.capabilities" in r.stderr and "non-root" in r.stderr, r.stderr
 
 
 def test_exec_detach_writes_the_pid_file_and_leaves_the_process_running(running, tmp_path: Path) -> None:
