@@ -14,7 +14,10 @@ runs in the loop's default executor: the native spawn releases the GIL, so sever
 at once without blocking the loop; the teardown that follows (which may wait for room on
 the bounded teardown queue) runs there too.
 
-Not yet: `exec` into a running container (it needs the exec work, not on main yet).
+`await c.exec_run(cmd, ...)` runs a process in the running container (Container.exec_run's
+arguments) and returns ExecResult(exit_code, output) together; with stream=True an
+AsyncExecStream: `async for chunk in s` as output arrives, then `s.exit_code` (or `await
+s.wait()`). Its output and its exit are awaited on the loop too (pipes and its pidfd).
 """
 
 from __future__ import annotations
@@ -185,6 +188,78 @@ async def arun(
     return result
 
 
+class AsyncExecStream:
+    """The streamed form of AsyncContainer.exec_run: `async for chunk in stream` yields
+    output chunks as they arrive (("stdout"|"stderr", bytes) pairs with demux), read on
+    the loop; once exhausted, `exit_code` is set (`await wait()` returns it too).
+    `timeout` kills the process and raises TimeoutExpired from the iteration."""
+
+    def __init__(self, started: Any, demux: bool, timeout: float | None) -> None:
+        self._started = started
+        self.pid = started.child.pid
+        self._demux = demux
+        self._deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        self._timeout = timeout
+        self.exit_code: int | None = None
+        self._gen = self._run()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._gen
+
+    def _left(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - asyncio.get_running_loop().time())
+
+    async def _run(self) -> AsyncIterator[Any]:
+        from . import stdio as _stdio
+
+        loop = asyncio.get_running_loop()
+        child, ours = self._started.child, self._started.ours
+        queue: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue()
+
+        def readable(name: str, fd: int) -> None:
+            data = _stdio.read_chunk(fd)
+            if data is None:
+                return
+            if not data:
+                loop.remove_reader(fd)
+            queue.put_nowait((name, data or None))
+
+        try:
+            for name, fd in ours.items():
+                os.set_blocking(fd, False)
+                loop.add_reader(fd, readable, name, fd)
+            live = len(ours)
+            try:
+                while live:
+                    name, data = await asyncio.wait_for(queue.get(), self._left())
+                    if data is None:
+                        live -= 1
+                    else:
+                        yield (name, data) if self._demux else data
+                self.exit_code = await asyncio.wait_for(wait_exit(child), self._left())
+            except asyncio.TimeoutError:
+                child.send_signal(signal.SIGKILL)
+                await wait_exit(child)
+                raise TimeoutExpired(self._started.argv, self._timeout or 0) from None
+        finally:
+            for fd in ours.values():
+                loop.remove_reader(fd)
+            self._started.stack.close()
+
+    async def wait(self) -> int:
+        """Read (and drop) what output is left; the exit code."""
+        async for _ in self._gen:
+            pass
+        if self.exit_code is None:  # the iteration ended early (closed): the exit is still awaited
+            self.exit_code = await wait_exit(self._started.child)
+        return self.exit_code
+
+    async def aclose(self) -> None:
+        """Stop reading; kills the process if it still runs."""
+        await self._gen.aclose()
+        self._started.stack.close()
+
+
 class AsyncContainer:
     """Container's lifecycle for asyncio: `await create()`, `start()`, `wait()`,
     `stream_logs()`, `remove()`; `kill()` is immediate. As an async context manager it
@@ -290,11 +365,40 @@ class AsyncContainer:
                                 yield chunk
                 if done and not data:
                     return
-                if not got:
-                    try:  # the next look, or the exit, whichever comes first
-                        await asyncio.wait_for(self._exited(), interval)
-                    except asyncio.TimeoutError:
-                        pass
+                if not got and pump.done:
+                    await self._exited()  # all its output is in the log: only the exit is left
+                elif not got:
+                    # new lines, the end of the output, or the interval (the pump's thread
+                    # notifies; waiting for it takes an executor thread, not the loop)
+                    await _in_executor(pump.wait_for_data, interval)
+
+    async def exec_run(
+        self, cmd: str | Sequence[str], *, user: str | None = None, env: Any = None, workdir: str | None = None,
+        tty: bool = False, stdin: bytes | str | None = None, stream: bool = False, demux: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Container.exec_run for asyncio: the same arguments; ExecResult(exit_code, output)
+        once it exited, or with stream=True an AsyncExecStream. The spawn runs in the
+        default executor (it releases the GIL); output and exit are awaited on the loop."""
+        from . import exec as _exec
+
+        target = _exec.of_container(self.container)
+        started = await _in_executor(functools.partial(
+            _exec.start, target, cmd, user=user, env=env, workdir=workdir, tty=tty, stdin=stdin, demux=demux))
+        if stream:
+            return AsyncExecStream(started, demux, timeout)
+        s = AsyncExecStream(started, True, timeout)
+        chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        try:
+            async for name, data in s:
+                chunks[name].append(data)
+        except TimeoutExpired as e:
+            e.output = b"".join(chunks["stdout"])
+            raise
+        rc = s.exit_code
+        assert rc is not None
+        out, err = b"".join(chunks["stdout"]), b"".join(chunks["stderr"])
+        return _exec.ExecResult(rc, (out, None if tty else err) if demux else out)
 
     def _unwatch(self) -> None:
         """Stop watching the pidfd before remove() closes it."""

@@ -236,6 +236,61 @@ def exec_run(
     return run(of_container(container), cmd, **options)
 
 
+class Started(NamedTuple):
+    """An exec'd process and our ends of its stdio ("stdout", and "stderr" with demux;
+    a terminal's master is "stdout"); `stack` closes them (and kills it if still running)."""
+
+    child: _native.Child
+    ours: dict[str, int]
+    master: int
+    argv: list[str]
+    stack: ExitStack
+
+
+def start(target: Target, cmd: str | Sequence[str], *, user: str | None = None,
+          env: Mapping[str, str] | Sequence[str] | None = None, workdir: str | None = None, tty: bool = False,
+          stdin: bytes | str | None = None, demux: bool = False) -> Started:
+    """Spawn `cmd` into the target with pipes (or a terminal) for its output; `stdin` is
+    written whole, then closed (on a terminal: followed by its EOF character), before
+    this returns: meant for small inputs. Shared by exec_run and AsyncContainer.exec_run."""
+    from .api import _Fds
+
+    argv = check_command(cmd, workdir)
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    with ExitStack() as stack:
+        fds = _Fds()
+        stack.callback(fds.close_all)
+
+        def pipe() -> tuple[int, int]:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            return fds.add(r), fds.add(w)
+
+        in_r, in_w = pipe() if stdin is not None else (fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)), -1)
+        master = -1
+        if tty:
+            master, slave = _stdio.open_pty()
+            fds.add(master)
+            fds.add(slave)
+            theirs, ours = [slave, slave, slave], {"stdout": master}
+        elif demux:
+            out_r, out_w = pipe()
+            err_r, err_w = pipe()
+            theirs, ours = [in_r, out_w, err_w], {"stdout": out_r, "stderr": err_r}
+        else:
+            out_r, out_w = pipe()  # one pipe for both: their order is kept exactly
+            theirs, ours = [in_r, out_w, out_w], {"stdout": out_r}
+        child = spawn(target, argv, user=user, env=_normalize_env(env), workdir=workdir, tty=tty, stdio=theirs)
+        stack.callback(child.close)
+        for fd in set(theirs):
+            fds.close(fd)  # the process has its copies: EOF needs ours closed
+        if stdin is not None:
+            _stdio._write_all(master if tty else in_w, stdin + (_stdio.EOF_CHAR if tty else b""))
+            if not tty:
+                fds.close(in_w)
+        return Started(child, ours, master, argv, stack.pop_all())
+
+
 def run(
     target: Target,
     cmd: str | Sequence[str],
@@ -252,71 +307,33 @@ def run(
 ) -> ExecResult | ExecStream:
     """exec_run on a Target; `stack` holds what the target needs open (closed with the
     stream, or before returning)."""
-    from .api import _Fds
-
     with ExitStack() as outer:
         if stack is not None:
             outer.push(stack)
-        argv = check_command(cmd, workdir)
-        if isinstance(stdin, str):
-            stdin = stdin.encode()
         limits = Limits(timeout)
-        with ExitStack() as stack_:
-            fds = _Fds()
-            stack_.callback(fds.close_all)
-            theirs: list[int] = []
-            ours: dict[str, int] = {}
-
-            def pipe() -> tuple[int, int]:
-                r, w = os.pipe2(os.O_CLOEXEC)
-                return fds.add(r), fds.add(w)
-
-            in_r, in_w = pipe() if stdin is not None else (fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)), -1)
-            master = -1
-            if tty:
-                master, slave = _stdio.open_pty()
-                fds.add(master)
-                fds.add(slave)
-                theirs = [slave, slave, slave]
-                ours = {"stdout": master}
-            elif demux:
-                out_r, out_w = pipe()
-                err_r, err_w = pipe()
-                theirs, ours = [in_r, out_w, err_w], {"stdout": out_r, "stderr": err_r}
-            else:
-                out_r, out_w = pipe()  # one pipe for both: their order is kept exactly
-                theirs, ours = [in_r, out_w, out_w], {"stdout": out_r}
-            child = spawn(target, argv, user=user, env=_normalize_env(env), workdir=workdir, tty=tty, stdio=theirs)
-            stack_.callback(child.close)
-            limits.watch(child.pid)
-            for fd in set(theirs):
-                fds.close(fd)  # the process has its copies: EOF needs ours closed
-            if stdin is not None:
-                # all of it, then its end (the pipe closed; a terminal's EOF character):
-                # written before the output is read, so meant for small inputs
-                _stdio._write_all(master if tty else in_w, stdin + (_stdio.EOF_CHAR if tty else b""))
-                if not tty:
-                    fds.close(in_w)
-            if stream:
-                stack_.push(outer.pop_all())
-                return ExecStream(child, ours, stack_.pop_all(), limits, argv, demux)
-            if tty:
-                captured: list[bytes] = []
-                hit = _stdio.relay_terminal(child.pidfd, lambda: child.wait() is not None, master,
-                                            limits.check, limits.interval, capture=captured)
-                if hit:
-                    child.send_signal(signal.SIGKILL)
-                child.wait()
-                chunks = {"stdout": captured, "stderr": []}
-            else:
-                s = ExecStream(child, ours, stack_.pop_all(), limits, argv, True)
-                chunks = {"stdout": [], "stderr": []}
-                for name, data in s:
-                    chunks[name].append(data)
-                hit = None
+        started = start(target, cmd, user=user, env=env, workdir=workdir, tty=tty, stdin=stdin, demux=demux)
+        outer.push(started.stack)
+        child, argv = started.child, started.argv
+        limits.watch(child.pid)
+        if stream:
+            return ExecStream(child, started.ours, outer.pop_all(), limits, argv, demux)
+        if tty:
+            captured: list[bytes] = []
+            hit = _stdio.relay_terminal(child.pidfd, lambda: child.wait() is not None, started.master,
+                                        limits.check, limits.interval, capture=captured)
             if hit:
-                raise TimeoutExpired(argv, timeout or 0, output=b"".join(chunks["stdout"]), limit=hit)
-            rc = child.returncode
-            assert rc is not None
+                child.send_signal(signal.SIGKILL)
+            child.wait()
+            chunks = {"stdout": captured, "stderr": []}
+        else:
+            s = ExecStream(child, started.ours, outer.pop_all(), limits, argv, True)
+            chunks = {"stdout": [], "stderr": []}
+            for name, data in s:
+                chunks[name].append(data)
+            hit = None
+        if hit:
+            raise TimeoutExpired(argv, timeout or 0, output=b"".join(chunks["stdout"]), limit=hit)
+        rc = child.returncode
+        assert rc is not None
     out, err = b"".join(chunks["stdout"]), b"".join(chunks["stderr"])
     return ExecResult(rc, (out, None if tty else err) if demux else out)

@@ -82,3 +82,36 @@ def test_async_container_wait_timeout_and_kill(fake: Any, no_leaks: None) -> Non
             return await c.wait()
 
     assert asyncio.run(main()) == -signal.SIGKILL
+
+
+def test_stream_logs_waits_for_the_log_after_the_exit_without_spinning(fake: Any, no_leaks: None) -> None:
+    import time
+
+    class SlowPump:
+        """The real pump, reporting the output unfinished for 0.3 s after the exit (what a
+        process outside the container holding its pipe looks like); counts the looks."""
+
+        def __init__(self, real: Any) -> None:
+            self.real, self.until, self.looks = real, time.monotonic() + 0.3, 0
+
+        @property
+        def done(self) -> bool:
+            self.looks += 1
+            return bool(self.real.done) and time.monotonic() >= self.until
+
+        def wait_for_data(self, timeout: float) -> None:
+            time.sleep(min(timeout, max(0.0, self.until - time.monotonic())))
+
+    async def main() -> tuple[list[bytes], int]:
+        async with fastcontain.AsyncContainer("busybox", ["sh", "-c", "echo one"]) as c:
+            await c.start()
+            assert await c.wait() == 0
+            pump = SlowPump(c.container._pump)
+            c.container._pump = pump  # type: ignore[assignment]
+            chunks = [chunk async for chunk in c.stream_logs(interval=0.05)]
+            c.container._pump = pump.real
+        return chunks, pump.looks
+
+    chunks, looks = asyncio.run(main())
+    assert chunks == [b"one\n"]
+    assert looks < 40, looks  # about two a wait of 0.05 s over 0.3 s; a busy loop makes thousands
