@@ -17,7 +17,7 @@ from typing import Any, NoReturn, Sequence
 
 from . import __version__, teardown
 from .api import DEVNULL, run
-from .errors import ConfigError, FastcontainError, SpawnError
+from .errors import FastcontainError, SpawnError
 from .image import commands as _image_commands
 from .net import cli as _netcli
 from .stdio import raw_terminal
@@ -106,10 +106,11 @@ def add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", action="store_true",
                    help="run a minimal init as PID 1 that reaps zombies and forwards signals to the command")
     p.add_argument("-i", "--interactive", action="store_true",
-                   help="keep stdin open to the command (otherwise it reads /dev/null; foreground run only)")
+                   help="keep stdin open to the command (otherwise it reads /dev/null; with -d it stays open, "
+                   "unwritten)")
     p.add_argument("-t", "--tty", action="store_true",
                    help="give the command a terminal (with -i, the user's terminal is put in raw mode and "
-                   "relayed; foreground run only)")
+                   "relayed; with -d the supervisor holds it and its output goes to the logs)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
 
@@ -212,10 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.detach:
             from . import containers
 
-            if args.tty or args.interactive:
-                raise ConfigError("detach", True, "-i and -t need a foreground run (-d has no terminal to relay yet)")
-
-            c = containers.run(args.image, args.command or None, autoremove=args.rm, **config_fields(args))
+            # -t: a terminal held by its supervisor, its output in the logs; -i: stdin kept open
+            c = containers.run(args.image, args.command or None, autoremove=args.rm, tty=args.tty,
+                               stdin_open=args.interactive, **config_fields(args))
             print(c.id)
             return 0
         fields = config_fields(args)

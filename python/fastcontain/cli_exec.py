@@ -101,12 +101,13 @@ def _exec(args: argparse.Namespace, stack: ExitStack) -> int:
         terminal = next((fd for fd in (1, 0) if os.isatty(fd)), None)
         master, slave = _stdio.open_pty(_stdio.get_winsize(terminal) if terminal is not None else None)
         stack.callback(os.close, master)
+        forward = Forward(stack, (signal.SIGTERM, signal.SIGHUP))  # ^C is a key on its terminal
         try:
             child = _exec.spawn(target, argv, tty=True, stdio=[slave, slave, slave], **options)
         finally:
             os.close(slave)
         stack.callback(child.close)
-        _forward_signals(child, stack, (signal.SIGTERM, signal.SIGHUP))  # ^C is a key on its terminal
+        forward.to(child)
         with _stdio.raw_terminal(0 if args.interactive else None):
             _stdio.relay_terminal(child.pidfd, lambda: child.wait() is not None, master, lambda: None,
                                   lambda: None, in_fd=0 if args.interactive else None, out_fd=1,
@@ -114,17 +115,33 @@ def _exec(args: argparse.Namespace, stack: ExitStack) -> int:
     else:
         stdin = 0 if args.interactive else opened(os.devnull, os.O_RDONLY)
         sys.stdout.flush()
+        forward = Forward(stack, FORWARDED)
         child = _exec.spawn(target, argv, tty=False, stdio=[stdin, 1, 2], **options)
         stack.callback(child.close)
-        _forward_signals(child, stack, FORWARDED)
+        forward.to(child)
     rc = child.wait()
     assert rc is not None
     return int(rc)
 
 
-def _forward_signals(child: Any, stack: ExitStack, signals: tuple[int, ...]) -> None:
-    def forward(signum: int, _frame: Any) -> None:
-        child.send_signal(signum)
+class Forward:
+    """Signals to pass on to the exec'd process: installed before it is spawned (a signal
+    that comes in between is kept and sent once it exists), restored with the stack."""
 
-    for sig in signals:
-        stack.callback(signal.signal, sig, signal.signal(sig, forward))
+    def __init__(self, stack: ExitStack, signals: tuple[int, ...]) -> None:
+        self.child: Any = None
+        self.pending: list[int] = []
+        for sig in signals:
+            stack.callback(signal.signal, sig, signal.signal(sig, self._got))
+
+    def _got(self, signum: int, _frame: Any) -> None:
+        if self.child is None:
+            self.pending.append(signum)
+        else:
+            self.child.send_signal(signum)
+
+    def to(self, child: Any) -> None:
+        self.child = child
+        for sig in self.pending:
+            child.send_signal(sig)
+        self.pending.clear()

@@ -124,7 +124,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return cli_exec.main(args)
     if cmd == "create":
         try:
-            c = containers.create(args.image, args.command or None, autoremove=args.rm, **config_fields(args))
+            c = containers.create(args.image, args.command or None, autoremove=args.rm, tty=args.tty,
+                                  stdin_open=args.interactive, **config_fields(args))
         except (FastcontainError, OSError) as e:
             print(f"fastcontain: {e}", file=sys.stderr)
             return error_status(e)

@@ -30,20 +30,39 @@ from .errors import ContainerError, TimeoutExpired
 STOP_TIMEOUT = 10.0  # docker's default grace period before SIGKILL
 
 
-def _prepare(config: Config, id: str, autoremove: bool) -> Any:
+def _prepare(config: Config, id: str, autoremove: bool, stdin_open: bool = False) -> Any:
     def prepare(stack: ExitStack) -> _supervisor.Supervised:
         from . import api
+        from . import stdio as _stdio
 
         fds = api._Fds()
         stack.callback(fds.close_all)
+        pumps: dict[int, int] = {}
+
+        def kept(fd: int) -> int:
+            """A descriptor the supervisor holds until it exits."""
+            stack.callback(os.close, fd)
+            return fd
 
         def stdio(paths: _state.Paths) -> builtins.list[int]:
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-            return [
-                fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)),
-                fds.add(os.open(paths.stdout_log, flags, 0o600)),
-                fds.add(os.open(paths.stderr_log, flags, 0o600)),
-            ]
+            if config.tty:
+                # docker run -dt: a terminal whose master the supervisor holds, copying
+                # what the container writes on it to stdout.log (-i changes nothing: no
+                # one is attached to type into it, and it never reaches end-of-file)
+                master, slave = _stdio.open_pty()
+                kept(master)
+                pumps[master] = kept(os.open(paths.stdout_log, flags, 0o600))
+                fds.add(os.open(paths.stderr_log, flags, 0o600))  # (empty: a terminal has one stream)
+                return [fds.add(slave)] * 3
+            if stdin_open:  # docker run -di: stdin stays open (a pipe the supervisor holds), never at EOF
+                r, w = os.pipe2(os.O_CLOEXEC)
+                kept(w)
+                stdin = fds.add(r)
+            else:
+                stdin = fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+            return [stdin, fds.add(os.open(paths.stdout_log, flags, 0o600)),
+                    fds.add(os.open(paths.stderr_log, flags, 0o600))]
 
         state, child, spec, cgroup = api._launch(config, id, stack, stdio, wait_for_start=True)
         fds.close_all()
@@ -61,11 +80,13 @@ def _prepare(config: Config, id: str, autoremove: bool) -> Any:
             "finished": None,
             "exit_code": None,
             "autoremove": autoremove,
+            "tty": config.tty,
+            "stdin_open": stdin_open,
             "hostname": spec.get("hostname"),
             "cgroup_dirs": dict(cgroup.dirs),
             "oom_killed": None,
         }
-        sup = _supervisor.Supervised(state, child, record, autoremove=autoremove, kill_all=cgroup.kill)
+        sup = _supervisor.Supervised(state, child, record, autoremove=autoremove, kill_all=cgroup.kill, pumps=pumps)
         # At exit, before teardown removes the cgroup: did the OOM killer strike? (inspect shows it)
         sup.on_stopped.append(lambda: _state.update_record(state.paths, oom_killed=bool(cgroup.oom_kills())))
         return sup
@@ -80,20 +101,23 @@ def _config(image: str | Config, command: Sequence[str] | str | None, fields: di
 
 
 def create(image: str | Config, command: Sequence[str] | str | None = None, *, autoremove: bool = False,
-           **config_fields: Any) -> Detached:
-    """Create a detached container: its process exists, stopped before exec, until start()."""
+           stdin_open: bool = False, **config_fields: Any) -> Detached:
+    """Create a detached container: its process exists, stopped before exec, until start().
+    tty=True gives it a terminal held by its supervisor (its output goes to the log);
+    stdin_open=True keeps its stdin open (docker's -i: it never reads end-of-file)."""
     config = _config(image, command, config_fields)
     id = _state.new_id()
-    record = _supervisor.launch(_prepare(config, id, autoremove), start=False)
+    record = _supervisor.launch(_prepare(config, id, autoremove, stdin_open), start=False)
     return Detached(_state.Paths(os.path.abspath(_state.default_root()), id), record)
 
 
 def run(image: str | Config, command: Sequence[str] | str | None = None, *, autoremove: bool = False,
-        **config_fields: Any) -> Detached:
-    """Create and start a detached container (docker run -d); returns once it exec'd."""
+        stdin_open: bool = False, **config_fields: Any) -> Detached:
+    """Create and start a detached container (docker run -d); returns once it exec'd.
+    tty and stdin_open as for create()."""
     config = _config(image, command, config_fields)
     id = _state.new_id()
-    record = _supervisor.launch(_prepare(config, id, autoremove), start=True)
+    record = _supervisor.launch(_prepare(config, id, autoremove, stdin_open), start=True)
     return Detached(_state.Paths(os.path.abspath(_state.default_root()), id), record)
 
 

@@ -28,6 +28,8 @@ from typing import Any
 
 from .errors import ContainerError
 
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
 
 def process(config: dict[str, Any], path: str | None, args: list[str], *, cwd: str | None, env: list[str],
             tty: bool, user: str | None) -> dict[str, Any]:
@@ -137,6 +139,9 @@ def exec_(root: str, id: str, *, process_path: str | None, args: list[str], cwd:
             stdio = [slave, slave, slave]
         else:
             slave, stdio = None, [-1, -1, -1]  # ours: the engine's pipes
+        from .cli_exec import Forward
+
+        forward = None if detach else Forward(stack, FORWARDED)
         try:
             child = _exec.spawn(target, argv, user=None, env=[], workdir=None, tty=plan.terminal, stdio=stdio)
         finally:
@@ -152,12 +157,8 @@ def exec_(root: str, id: str, *, process_path: str | None, args: list[str], cwd:
             child.release()  # reparented to the engine's subreaper when we exit
             return 0
         stack.callback(child.close)
-
-        def forward(signum: int, _frame: Any) -> None:
-            child.send_signal(signum)
-
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-            stack.callback(signal.signal, sig, signal.signal(sig, forward))
+        assert forward is not None
+        forward.to(child)
         if master is not None:
             from . import stdio as _stdio
 

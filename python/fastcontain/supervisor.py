@@ -53,6 +53,7 @@ class Supervised:
     after_start: list[Callable[[], None]] = field(default_factory=list)  # errors are logged
     on_stopped: list[Callable[[], None]] = field(default_factory=list)  # before teardown
     kill_all: Callable[[], None] | None = None  # every process of the container (its cgroup)
+    pumps: dict[int, int] = field(default_factory=dict)  # read fd -> log fd: a terminal's output, copied
 
 
 # -- errors across processes ------------------------------------------------------------
@@ -306,6 +307,9 @@ class Loop:
         with selectors.DefaultSelector() as sel:
             sel.register(self.server, selectors.EVENT_READ, "accept")
             sel.register(child.pidfd, selectors.EVENT_READ, "exit")
+            for fd in self.sup.pumps:
+                os.set_blocking(fd, False)
+                sel.register(fd, selectors.EVENT_READ, "pump")
             while True:
                 timeout = None if self.kill_at is None else max(0.0, self.kill_at - time.monotonic())
                 events = sel.select(timeout)
@@ -313,11 +317,18 @@ class Loop:
                     self.kill_at = None
                     self._kill(signal.SIGKILL, all=True)
                 for key, _ in events:
+                    if key.data == "pump":
+                        if not self._copy(key.fd):
+                            sel.unregister(key.fd)
+                        continue
                     if key.data == "exit":
                         if self.sup.exit_after_start and not child.started:
                             # OCI, killed before start: leave the zombie to the engine's subreaper
                             _leave(self.sup, self.server)
                         child.wait()
+                        for fd in self.sup.pumps:  # what it wrote last, before "stopped" says all is there
+                            while self._copy(fd, drain=True):
+                                pass
                         _state.update_record(self.sup.state.paths, status="stopped", exit_code=child.returncode,
                                              finished=time.time(), supervisor_pid=None)
                         for hook in self.sup.on_stopped:
@@ -325,6 +336,19 @@ class Loop:
                         self._answer_waiters()
                         return
                     self._accept()
+
+    def _copy(self, fd: int, drain: bool = False) -> bool:
+        """Copy what the pump fd has to its log; False at its end (or, draining, when it
+        has nothing more now)."""
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return not drain
+        except OSError:  # EIO: a terminal whose other side is closed everywhere
+            return False
+        if data:
+            os.write(self.sup.pumps[fd], data)
+        return bool(data)
 
     def _answer_waiters(self) -> None:
         for conn in self.waiters:

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from fastcontain import ContainerError, SpawnError, containers, state
+from fastcontain import ContainerError, SpawnError, TimeoutExpired, containers, state
 from fastcontain.exec import ExecResult, ExecStream
 
 from .util import LIMIT
@@ -255,3 +255,42 @@ def test_exec_is_in_the_v1_limits_from_its_first_instruction():
         assert mine == theirs and b"memory:/\n" in mine, mine  # "/": the root of its cgroup namespace
     finally:
         c.remove(force=True)
+
+
+# -- detached containers with a terminal or an open stdin ------------------------------------
+
+
+def test_detached_tty_is_held_by_the_supervisor_and_its_output_logged():
+    c = containers.run("busybox", ["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size; exec sleep 1000"],
+                       tty=True)
+    try:
+        deadline = time.monotonic() + LIMIT
+        while b"24 80" not in c.logs() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert c.logs() == b"on-a-tty\r\n24 80\r\n"
+        assert c.reload().status == "running"
+        # an exec sees the init's terminal as its stdin
+        assert c.exec_run(["sh", "-c", "readlink /proc/1/fd/0"]).output == b"/dev/pts/0\n"
+    finally:
+        c.remove(force=True)
+
+
+def test_dit_keeps_a_shell_running_to_exec_into_and_di_keeps_stdin_open():
+    r = fc("run", "-dit", "--name", "fc-xd-dit", "busybox", "sh")
+    assert r.returncode == 0, r.stderr
+    try:
+        time.sleep(0.3)
+        assert fc("exec", "fc-xd-dit", "sh", "-c", "echo alive").stdout == "alive\n"
+        assert containers.get("fc-xd-dit").status == "running"  # sh on a terminal waits for input
+    finally:
+        fc("rm", "-f", "fc-xd-dit")
+    opened = containers.run("busybox", ["sh", "-c", "cat; echo eof"], stdin_open=True)
+    closed = containers.run("busybox", ["sh", "-c", "cat; echo eof"])
+    try:
+        assert closed.wait(timeout=LIMIT) == 0 and closed.logs() == b"eof\n"  # /dev/null: at its end at once
+        with pytest.raises(TimeoutExpired):
+            opened.wait(timeout=0.5)  # its stdin stays open: cat waits
+        assert opened.reload().status == "running"
+    finally:
+        opened.remove(force=True)
+        closed.remove(force=True)
