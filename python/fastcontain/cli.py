@@ -15,12 +15,10 @@ import sys
 from types import FrameType
 from typing import Any, NoReturn, Sequence
 
-from . import __version__, teardown
-from .api import DEVNULL, run
 from .errors import FastcontainError, SpawnError
-from .image import commands as _image_commands
-from .net import cli as _netcli
-from .stdio import raw_terminal
+
+# The API, the image and network verbs and importlib.metadata (for --version) are imported
+# where used: `fastcontain exec` (cli_exec.main_argv) needs none of them (~100 ms a call).
 
 EXIT_RUNTIME = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -34,6 +32,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .image import commands as _image_commands
+    from .net import cli as _netcli
+
     parser = _Parser(prog="fastcontain", description="Run commands in Linux containers.")
     parser.add_argument("--version", action="version", version=f"fastcontain {__version__}")
     commands = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
@@ -199,7 +201,17 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["exec"]:  # the short way: its own parser, and only what exec imports
+        from . import cli_exec
+
+        return cli_exec.main_argv(words[1:])
+    from . import teardown
+    from .api import DEVNULL, run
+    from .net import cli as _netcli
+    from .stdio import raw_terminal
+
+    args = build_parser().parse_args(words)
     if getattr(args, "handler", None) is not None:
         return int(args.handler(args))
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}

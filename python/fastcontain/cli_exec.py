@@ -28,11 +28,26 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 def add_parser(commands: Any) -> None:
-    p = commands.add_parser("exec", help="run a command in a running container",
-                            description="Run CMD in the running container CONTAINER (a name, an id or a unique "
-                            "prefix of one), in its namespaces, cgroup and root, with its security settings.",
-                            epilog="Exit status: CMD's; 128+N if killed by signal N; 1 if the container is not "
-                            "running; 125 for a bad option; 126 if CMD cannot be executed; 127 if it is not found.")
+    _options(commands.add_parser("exec", help="run a command in a running container", **_TEXTS))
+
+
+def main_argv(argv: list[str]) -> int:
+    """`fastcontain exec ARGS`, parsed by its own parser (the same options as `fastcontain
+    --help` shows), without building the others'."""
+    from .cli import _Parser
+
+    p = _Parser(prog="fastcontain exec", **_TEXTS)
+    _options(p)
+    return main(p.parse_args(argv))
+
+
+_TEXTS = dict(description="Run CMD in the running container CONTAINER (a name, an id or a unique "
+              "prefix of one), in its namespaces, cgroup and root, with its security settings.",
+              epilog="Exit status: CMD's; 128+N if killed by signal N; 1 if the container is not "
+              "running; 125 for a bad option; 126 if CMD cannot be executed; 127 if it is not found.")
+
+
+def _options(p: Any) -> None:
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open to the command")
     p.add_argument("-t", "--tty", action="store_true", help="give the command a terminal")
     p.add_argument("-d", "--detach", action="store_true", help="start the command and return at once")

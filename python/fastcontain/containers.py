@@ -18,14 +18,16 @@ import os
 import signal as _signal
 import time
 from contextlib import ExitStack
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from . import exec_detached as _exec_detached
 from . import state as _state
 from . import supervisor as _supervisor
-from .oci_runtime import _start_time
-from .config import Config
 from .errors import ContainerError, TimeoutExpired
+from .oci_runtime import _start_time
+
+if TYPE_CHECKING:  # (imported where used: `fastcontain exec` needs no Config)
+    from .config import Config
 
 STOP_TIMEOUT = 10.0  # docker's default grace period before SIGKILL
 

@@ -28,15 +28,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping, NamedTuple, Sequence
 
-from . import prepared as _prepared
-from . import spec as _spec
 from . import stdio as _stdio
-from .config import _normalize_env
 from .errors import ConfigError, ContainerError, TimeoutExpired
 from .limits import Limits
 
 if TYPE_CHECKING:
     from . import _native
+    from . import spec as _spec
     from .api import Container
 
 
@@ -155,12 +153,15 @@ def exec_spec(target: Target, argv: list[str], *, user: str | None, env: Sequenc
         if target.image is None:
             who = _numeric_user(user)
         else:
-            who = _spec.resolve_user(user, _prepared.resolve(target.image))
+            from . import prepared
+            from . import spec as _spec  # (here: it imports the image modules, ~20 ms of a CLI call)
+
+            who = _spec.resolve_user(user, prepared.resolve(target.image))
         spec.update(uid=who.uid, gid=who.gid, groups=list(who.groups))
     cgroup_fd = getattr(target.cgroup, "fd", None)
     spec.update(
         argv=argv,
-        env=_spec.merge_env(base["env"], env),
+        env=_merge_env(base["env"], env),
         cwd=workdir or base["cwd"],
         stdio=list(stdio),
         tty=tty,
@@ -173,7 +174,18 @@ def exec_spec(target: Target, argv: list[str], *, user: str | None, env: Sequenc
     return spec
 
 
+def _merge_env(*layers: Sequence[str]) -> list[str]:
+    """spec.merge_env's rule (a later KEY replaces an earlier one), without its imports."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for item in layer:
+            merged[item.partition("=")[0]] = item
+    return list(merged.values())
+
+
 def _numeric_user(user: str) -> _spec.User:
+    from . import spec as _spec
+
     uid, _, gid = user.partition(":")
     if not uid.isdigit() or (gid and not gid.isdigit()):
         raise ConfigError("user", user, "expected UID[:GID] as numbers (this container has no image to look names up in)")
@@ -254,6 +266,7 @@ def start(target: Target, cmd: str | Sequence[str], *, user: str | None = None,
     written whole, then closed (on a terminal: followed by its EOF character), before
     this returns: meant for small inputs. Shared by exec_run and AsyncContainer.exec_run."""
     from .api import _Fds
+    from .config import _normalize_env
 
     argv = check_command(cmd, workdir)
     if isinstance(stdin, str):

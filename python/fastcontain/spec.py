@@ -8,13 +8,15 @@ keys are documented in `_native.pyi`. Compiling is pure: it reads the image's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, cast
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, cast
 
 from . import security
-from .config import Config, Mount
 from .errors import ConfigError
 from .image import DEFAULT_PATH, Image
 from .state import Paths
+
+if TYPE_CHECKING:  # (annotations only: an exec from the CLI compiles nothing and skips config's imports)
+    from .config import Config, Mount
 
 MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
 
