@@ -26,7 +26,7 @@ import asyncio
 import functools
 import os
 import signal
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, Any
 
@@ -201,7 +201,7 @@ class AsyncExecStream:
         self._deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         self._timeout = timeout
         self.exit_code: int | None = None
-        self._gen = self._run()
+        self._gen: AsyncGenerator[Any, None] = self._run()
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._gen
@@ -209,7 +209,7 @@ class AsyncExecStream:
     def _left(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - asyncio.get_running_loop().time())
 
-    async def _run(self) -> AsyncIterator[Any]:
+    async def _run(self) -> AsyncGenerator[Any, None]:
         from . import stdio as _stdio
 
         loop = asyncio.get_running_loop()

@@ -36,7 +36,7 @@ def main_argv(argv: list[str]) -> int:
     --help` shows), without building the others'."""
     from .cli import _Parser
 
-    p = _Parser(prog="fastcontain exec", **_TEXTS)
+    p = _Parser(prog="fastcontain exec", description=_TEXTS["description"], epilog=_TEXTS["epilog"])
     _options(p)
     return main(p.parse_args(argv))
 

@@ -89,8 +89,10 @@ def _prepare(config: Config, id: str, autoremove: bool, stdin_open: bool = False
             "oom_killed": None,
         }
         sup = _supervisor.Supervised(state, child, record, autoremove=autoremove, kill_all=cgroup.kill, pumps=pumps)
-        # At exit, before teardown removes the cgroup: did the OOM killer strike? (inspect shows it)
-        sup.on_stopped.append(lambda: _state.update_record(state.paths, oom_killed=bool(cgroup.oom_kills())))
+        def note_oom() -> None:  # at exit, before teardown removes the cgroup (inspect shows it)
+            _state.update_record(state.paths, oom_killed=bool(cgroup.oom_kills()))
+
+        sup.on_stopped.append(note_oom)
         return sup
 
     return prepare

@@ -71,7 +71,7 @@ def _exact_caps(proc: dict[str, Any]) -> dict[str, Any]:
     gives. Said so here rather than refused; with ambient or inheritable sets, the
     translation still refuses them."""
     caps = proc.get("capabilities")
-    user = proc.get("user") if isinstance(proc.get("user"), dict) else {}
+    user: dict[str, Any] = proc["user"] if isinstance(proc.get("user"), dict) else {}
     if isinstance(caps, dict) and user.get("uid") not in (None, 0) and not caps.get("ambient") \
             and not caps.get("inheritable"):
         return dict(proc, capabilities={"bounding": list(caps.get("bounding") or [])})
