@@ -3,6 +3,7 @@ its exit code comes with its output, streamed or not."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -163,3 +164,26 @@ def test_exec_joins_a_user_namespace_too(tmp_path, monkeypatch):
         assert r.exit_code == 0 and lines[0] == "0", r.output
         assert lines[1].split()[:2] == ["0", str(base)], r.output  # mapped as PID 1 is
         assert lines[2] == lines[3]
+
+
+def test_exec_joins_a_network_namespace_the_init_joined_by_descriptor():
+    # network="container:NAME" (the init setns'd into another's netns) and a Pool's slot
+    # (a netns made ahead): the exec is in the init's network namespace, not the host's
+    script = "readlink /proc/1/ns/net; readlink /proc/self/ns/net"
+    with fastcontain.Container.create("busybox", ["sh", "-c", "echo ready; exec sleep 1000"], name="fc-exec-net") as a:
+        a.start()
+        wait_ready(a)
+        with fastcontain.Container.create("busybox", ["sh", "-c", "echo ready; exec sleep 1000"],
+                                          network="container:fc-exec-net") as b:
+            b.start()
+            wait_ready(b)
+            init, mine = b.exec_run(["sh", "-c", script]).output.decode().split()
+            assert init == mine != os.readlink("/proc/self/ns/net")
+    with fastcontain.Pool("busybox", size=1) as pool:
+        with pool.container(["sh", "-c", "echo ready; exec sleep 1000"]) as c:
+            c.start()
+            wait_ready(c)
+            r = c.exec_run(["sh", "-c", script])
+            assert r.exit_code == 0, r.output
+            init, mine = r.output.decode().split()
+            assert init == mine != os.readlink("/proc/self/ns/net")

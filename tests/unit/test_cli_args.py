@@ -199,3 +199,25 @@ def test_security_options_become_config_fields() -> None:
 def test_userns_option() -> None:
     assert cli.config_fields(parse("run", "--userns", "auto", "busybox"))["userns"] == "auto"
     assert cli.config_fields(parse("run", "busybox"))["userns"] is None
+
+
+def test_exec_parses_dockers_options_and_refuses_bad_ones(capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastcontain import cli_exec
+
+    seen: list[Any] = []
+    monkeypatch.setattr(cli_exec, "main", lambda args: seen.append(args) or 0)
+    monkeypatch.setenv("FC_FROM_HOST", "h")
+    assert cli.main(["exec", "-it", "-u", "nobody:nogroup", "-e", "A=1", "-e", "FC_FROM_HOST", "-w", "/tmp",
+                     "web", "sh", "-c", "echo -e x"]) == 0
+    a = seen[0]
+    assert (a.interactive, a.tty, a.detach, a.user, a.workdir, a.container) == (True, True, False, "nobody:nogroup",
+                                                                                 "/tmp", "web")
+    assert a.command == ["sh", "-c", "echo -e x"]  # everything after the container is the command's
+    assert cli_exec._env(a.env) == ["A=1", "FC_FROM_HOST=h"]
+    monkeypatch.undo()
+    assert cli.main(["exec", "web"]) == 125 and "give the command" in capsys.readouterr().err
+    assert cli.main(["exec", "-d", "-i", "web", "true"]) == 125 and "-d leaves no terminal" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["exec", "--bogus", "web", "true"])
+    assert info.value.code == 125
