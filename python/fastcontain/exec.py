@@ -138,7 +138,7 @@ class Target:
 
 
 # what only the init's own set-up used: descriptors it was given, an interface it configured
-_NOT_FOR_EXEC = ("netns_fd", "join_netns_fd", "cgroup_procs_fds", "interface")
+_NOT_FOR_EXEC = ("netns_fd", "cgroup_procs_fds", "interface")
 
 
 def exec_spec(target: Target, argv: list[str], *, user: str | None, env: Sequence[str],
@@ -146,8 +146,8 @@ def exec_spec(target: Target, argv: list[str], *, user: str | None, env: Sequenc
     """The container's spec with its process half replaced, joining its init."""
     base = target.base
     spec = {k: v for k, v in base.items() if k not in _NOT_FOR_EXEC}
-    if base.get("join_netns_fd") is not None and "net" not in base["namespaces"]:
-        # the init joined a network namespace by fd (network="container:NAME"): so does the exec
+    if base.get("netns_fd") is not None and "net" not in base["namespaces"]:
+        # the init joined a network namespace by fd (network="container:NAME", a Pool's): so does the exec
         spec["namespaces"] = list(base["namespaces"]) + ["net"]
     if user is not None:
         if target.image is None:

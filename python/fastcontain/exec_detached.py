@@ -53,7 +53,7 @@ def seccomp_profile(config: Config) -> str | None:
 def write_base(paths: _state.Paths, spec: Mapping[str, Any], config: Config) -> None:
     """At creation: the process half of the container's spec, for execs from any process."""
     base: dict[str, Any] = {k: spec.get(k) for k in PROCESS_KEYS}
-    if spec.get("join_netns_fd") is not None and "net" not in base["namespaces"]:
+    if spec.get("netns_fd") is not None and "net" not in base["namespaces"]:
         base["namespaces"] = list(base["namespaces"]) + ["net"]  # network="container:NAME": joined by fd
     if spec.get("userns"):
         base["userns"] = {"uid_map": spec["userns"]["uid_map"], "gid_map": spec["userns"]["gid_map"]}
