@@ -13,6 +13,7 @@ fastcontain.spec from validated config. Its keys:
   namespaces    list[str]        subset of "mount", "pid", "uts", "ipc", "net", "cgroup"; "mount" is required
   hostname      str | None       needs "uts"
   default_mounts bool            /proc, /sys (ro), /dev (tmpfs + nodes, devpts, shm, mqueue, links)
+  sysfs_rw      bool             /sys mounted writable (privileged); default False
   mounts        list[dict]       applied after the defaults, in order:
                                  {"source": str, "target": str (absolute, in the container),
                                   "type": str ("bind", "tmpfs", "proc", ...),

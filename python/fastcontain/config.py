@@ -8,6 +8,7 @@ into the native spec.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -335,4 +336,7 @@ class Config:
 
         for name, value in security.normalize_options(self).items():
             _set(self, name, value)
+        policy = security.device_policy(self)
+        if policy != resources.device_policy:  # --device or privileged: the devices cgroup's rules
+            _set(self, "resources", dataclasses.replace(resources, device_policy=policy))
 

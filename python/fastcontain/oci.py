@@ -399,10 +399,15 @@ _RESOURCES = {"devices", "memory", "cpu", "pids", "blockIO", "hugepageLimits", "
 def _resources(value: Any, plan: Plan) -> None:
     res = _obj(value, "linux.resources", _RESOURCES)
     for i, d in enumerate(_list(res.get("devices"), "linux.resources.devices")):
-        # carried out by the v1 devices controller (oci_runtime._device_rules); refused on v2
+        # fastcontain.devices: the v1 devices controller or a cgroup v2 device program
         d = _obj(d, f"linux.resources.devices[{i}]", {"allow", "type", "major", "minor", "access"})
         if not set(d.get("access") or "rwm") <= set("rwm"):
             raise OciError(f"linux.resources.devices[{i}].access", f"{d.get('access')!r}: letters of rwm")
+        if (d.get("type") or "a") not in ("a", "b", "c"):
+            raise OciError(f"linux.resources.devices[{i}].type", f"{d.get('type')!r}: one of a, b, c")
+        for k in ("major", "minor"):
+            if d.get(k) is not None and (isinstance(d[k], bool) or not isinstance(d[k], int) or d[k] < -1):
+                raise OciError(f"linux.resources.devices[{i}].{k}", f"{d[k]!r}: a device number, or -1 for any")
     mem = _obj(res.get("memory"), "linux.resources.memory",
                {"limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller",
                 "useHierarchy", "checkBeforeUpdate"})
@@ -449,9 +454,25 @@ def limits(res: Mapping[str, Any]) -> Any:
             cpu_shares=pos(cpu.get("shares")), cpu_quota=pos(cpu.get("quota")), cpu_period=pos(cpu.get("period")),
             pids_limit=pos(pids.get("limit")), cpuset_cpus=cpu.get("cpus") or None, cpuset_mems=cpu.get("mems") or None,
             blkio_weight=pos(blkio.get("weight")),
+            device_policy=device_policy(res.get("devices") or []),
         )
     except FastcontainError as e:
         raise OciError("linux.resources", str(e)) from None
+
+
+def device_policy(rules: list[dict[str, Any]]) -> Any:
+    """linux.resources.devices as runc applies them: the config's rules, then runc's
+    defaults (the nodes of the default /dev, mknod of any); no rules at all leave every
+    device allowed, as runc does (engines send a deny-all first)."""
+    from . import devices
+
+    if not rules:
+        return devices.Policy.of(devices.ALLOW_ALL)
+    out = []
+    for r in rules:
+        major, minor = (None if r.get(k) in (None, -1) else r[k] for k in ("major", "minor"))
+        out.append(devices.Rule(bool(r.get("allow")), r.get("type") or "a", major, minor, r.get("access") or "rwm"))
+    return devices.Policy.of(out + list(devices.DEFAULT_RULES[1:]))
 
 
 def _devices(value: Any, plan: Plan) -> None:

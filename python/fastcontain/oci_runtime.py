@@ -64,35 +64,6 @@ def _alive(record: dict[str, Any]) -> bool:
 # -- cgroups at cgroupsPath ------------------------------------------------------------------
 
 
-# What runc allows whatever the config says: the nodes of the default /dev, and mknod
-# (the nodes themselves still need to be allowed to be opened).
-DEFAULT_DEVICES = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-                   "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm")
-
-
-def _device_rules(rules: list[dict[str, Any]], devices: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """linux.resources.devices, then runc's defaults, as v1 devices.allow /
-    devices.deny lines in order; nothing when the config has no rules."""
-    if not rules:
-        return []
-    out = []
-    for r in rules:
-        kind = r.get("type") or "a"
-        if kind not in ("a", "b", "c"):
-            raise ContainerError(f"linux.resources.devices: type {kind!r} is none of a, b, c")
-        access = r.get("access") or "rwm"
-        if kind == "a":
-            line = "a" if access == "rwm" else f"a *:* {access}"
-        else:
-            major = "*" if r.get("major") in (None, -1) else str(r["major"])
-            minor = "*" if r.get("minor") in (None, -1) else str(r["minor"])
-            line = f"{kind} {major}:{minor} {access}"
-        out.append(("devices.allow" if r.get("allow") else "devices.deny", line))
-    # as runc: the defaults go last; linux.devices nodes need their own allow rules (engines add them)
-    out += [("devices.allow", line) for line in DEFAULT_DEVICES]
-    return out
-
-
 def _rmdir(path: str, deadline: float) -> None:
     """cgroups._rmdir without importing cgroups (typing, dataclasses: ~15 ms of every
     `delete`): a cgroup is busy until its last process is reaped."""
@@ -130,13 +101,13 @@ class OciCgroup:
         host = cgroups.Host.detect()
         res = oci.limits(resources)
         files = res.v2_files() if host.layout == "v2" else res.v1_files()
-        device_rules = _device_rules(resources.get("devices") or [], devices)
-        if device_rules and host.layout == "v2":
-            raise ContainerError("linux.resources.devices: device rules need an eBPF program on cgroup v2, "
-                                 "which fastcontain-oci does not load yet")
+        # linux.resources.devices (fastcontain.devices): a device program on the cgroup2
+        # directory, or the v1 devices controller, as for fastcontain.run
+        policy = None if res.device_policy.allows_all else res.device_policy
+        backend = cgroups.device_backend(host)
         wanted = ([] if host.layout == "v2" else sorted({s.controller for s in files}
                                                          | ({"freezer"} if host.layout == "v1" else set())
-                                                         | ({"devices"} if device_rules else set())))
+                                                         | ({"devices"} if policy and backend == "v1" else set())))
         keys = (["unified"] if host.unified else []) + wanted
         cg = cls({})
         try:
@@ -154,10 +125,15 @@ class OciCgroup:
                 if name in ("memory.memsw.limit_in_bytes", "memory.swap.max") and not os.path.exists(target):
                     continue  # no swap accounting on this host: runc skips the swap limit too
                 cgroups._write(target, value)
-            for file, rule in device_rules:
-                cgroups._write(os.path.join(cg.dirs["devices"], file), rule)
+            if policy and backend == "v1":
+                for file, line in policy.v1_lines():
+                    cgroups._write(os.path.join(cg.dirs["devices"], file), line)
             if "unified" in cg.dirs:
                 cg.fd = os.open(cg.dirs["unified"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                if policy and backend == "bpf":
+                    from . import devices as _devices
+
+                    _devices.attach(policy, cg.fd, cg.dirs["unified"])
         except BaseException:
             cg.remove()
             raise

@@ -175,7 +175,6 @@ _DENIED = (
 _PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 _CLONE_NEWTIME = 0x80
 _AF_VSOCK = 40
-_S_IFMT, _S_IFCHR, _S_IFBLK = 0o170000, 0o020000, 0o060000
 
 Rules = dict[str, list[list[tuple[int, str, int, int]]]]
 Filters = list[tuple[str, int, str, int, Rules]]
@@ -194,11 +193,8 @@ def _default_filters(caps: frozenset[str]) -> Filters:
         rules["unshare"] = [[(0, "masked_eq", bit, bit)] for bit in _bits(_NS_FLAGS | _CLONE_NEWTIME)]
     rules["personality"] = [[(0, "ne", 0, 0)] + [(0, "ne", v, 0) for v in _PERSONALITIES[1:]]]
     rules["socket"] = [[(0, "eq", _AF_VSOCK, 0)]]  # as docker: no vsock to the hypervisor
-    # Device nodes: docker lets mknod through and refuses to open a new node in its devices
-    # cgroup; we refuse to make character and block nodes at all (devices come by --device),
-    # which holds on cgroup v1 and v2 alike.
-    rules["mknod"] = [[(1, "masked_eq", t, _S_IFMT)] for t in (_S_IFCHR, _S_IFBLK)]
-    rules["mknodat"] = [[(2, "masked_eq", t, _S_IFMT)] for t in (_S_IFCHR, _S_IFBLK)]
+    # Device nodes: as docker, mknod is let through (CAP_MKNOD is a default capability);
+    # opening a node is what the devices cgroup refuses (fastcontain.devices), on v1 and v2.
     filters: Filters = [("allow", 0, "errno", _errno.EPERM, rules)]
     if "CAP_SYS_ADMIN" not in caps:
         # clone3's flags sit behind a pointer a filter cannot read: say ENOSYS, so libc falls back to clone
@@ -424,9 +420,6 @@ class Device:
             raise ConfigError(field, value, "both paths must be absolute (and the container path without '..')")
         if not d.permissions or not set(d.permissions) <= set("rwm"):
             raise ConfigError(field, value, f"permissions {d.permissions!r}: a combination of r, w and m")
-        if d.permissions != "rwm" and "".join(sorted(set(d.permissions))) != "mrw":
-            # the node is bound in; narrowing r/w/m needs a devices cgroup rule, which is not wired yet
-            raise ConfigError(field, value, "permissions narrower than rwm need the devices cgroup, not available yet")
         try:
             st = os.stat(d.host)
         except OSError as e:
@@ -566,6 +559,16 @@ def normalize_options(cfg: Config) -> dict[str, object]:
     }
 
 
+def device_policy(cfg: Config) -> Any:
+    """The devices cgroup's policy (fastcontain.devices): runc's defaults plus each
+    --device node with its permissions; every device when privileged."""
+    from . import devices
+
+    if not cfg.privileged and not cfg.devices:
+        return devices.DEFAULT_POLICY
+    return devices.policy([(d.host, d.permissions) for d in cast("tuple[Device, ...]", cfg.devices)], cfg.privileged)
+
+
 def group_ids(group_add: Sequence[str | int], image: Image) -> tuple[int, ...]:
     """--group-add: numbers, or names from the image's /etc/group."""
     from .spec import MAX_ID, _table
@@ -603,6 +606,17 @@ def process_part(cfg: Config) -> dict[str, Any]:
     }
 
 
+def privileged_mounts(cfg: Config) -> list[dict[str, Any]]:
+    """The host's device nodes in /dev, bound in, as docker's --privileged gives them
+    (not under a user namespace, whose point is to keep the host's closed). The devices
+    cgroup then allows every device."""
+    from . import devices
+
+    if cfg.userns is not None:
+        return []
+    return [{"source": p, "target": p, "type": "bind", "options": ["bind"]} for p in devices.host_devices()]
+
+
 def spec_part(cfg: Config, image: Image, paths: Any = None) -> dict[str, Any]:
     """The security part of the native spec (see _native.pyi), computed in one place:
     process_part plus masked and read-only paths, tmpfs and device mounts, extra groups
@@ -612,8 +626,11 @@ def spec_part(cfg: Config, image: Image, paths: Any = None) -> dict[str, Any]:
     part = process_part(cfg)
     part["masked_paths"] = [] if cfg.privileged else list(MASKED_PATHS)
     part["readonly_paths"] = [] if cfg.privileged else list(READONLY_PATHS)
+    part["sysfs_rw"] = cfg.privileged  # docker's --privileged: /sys writable
     part["oom_score_adj"] = cfg.oom_score_adj
     mounts = [mount_spec(m) for m in cast("tuple[Mount, ...]", cfg.tmpfs)]
+    if cfg.privileged:
+        mounts += privileged_mounts(cfg)
     for d in cast("tuple[Device, ...]", cfg.devices):
         # bound from the host's node, as runc does in user namespaces: no mknod needed
         mounts.append({"source": d.host, "target": d.container, "type": "bind", "options": ["bind"]})

@@ -89,10 +89,12 @@ pub fn parse_options(field: &str, options: &[String]) -> Result<Parsed, SpecErro
 }
 
 /// The mounts every container gets, before the user's.
-pub fn default_mounts() -> Vec<MountSpec> {
+/// /sys is read-only unless `sysfs_rw` (docker's --privileged).
+pub fn default_mounts(sysfs_rw: bool) -> Vec<MountSpec> {
+    let sysfs: &[&str] = if sysfs_rw { &["nosuid", "noexec", "nodev"] } else { &["nosuid", "noexec", "nodev", "ro"] };
     vec![
         MountSpec::new("proc", "/proc", "proc", &["nosuid", "noexec", "nodev"]),
-        MountSpec::new("sysfs", "/sys", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        MountSpec::new("sysfs", "/sys", "sysfs", sysfs),
         MountSpec::new("tmpfs", "/dev", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
         MountSpec::new(
             "devpts",
@@ -161,7 +163,7 @@ mod tests {
 
     #[test]
     fn default_table_is_what_runc_spec_writes() {
-        let m = default_mounts();
+        let m = default_mounts(false);
         let targets: Vec<&str> = m.iter().map(|m| m.target.as_str()).collect();
         assert_eq!(targets, ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"]);
         let sys = parse_options("sys", &m[1].options).unwrap();

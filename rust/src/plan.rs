@@ -892,7 +892,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
 /// namespace it owns (else the host's /sys is bound read-only, as runc does), and
 /// devpts's gid=5 only when gid 5 is mapped (the kernel refuses an unmapped one).
 fn default_mounts_for(spec: &Spec, ns_flags: u64) -> Vec<MountSpec> {
-    let mut mounts = mount::default_mounts();
+    let mut mounts = mount::default_mounts(spec.sysfs_rw);
     if let Some(u) = &spec.userns {
         let own_netns = ns_flags & libc::CLONE_NEWNET as u64 != 0 && spec.netns_fd.is_none();
         let gid5 = u.gid_map.iter().any(|&(inside, _, count)| inside <= 5 && 5 - inside < count);

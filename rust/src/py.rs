@@ -140,6 +140,7 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         namespaces: take(&mut f, "namespaces", "a list of strings", || d.namespaces.clone())?,
         hostname: take(&mut f, "hostname", "a string", || None)?,
         default_mounts: take(&mut f, "default_mounts", "a bool", || true)?,
+        sysfs_rw: take(&mut f, "sysfs_rw", "a bool", || false)?,
         mounts,
         uid: take(&mut f, "uid", "an int", || 0)?,
         gid: take(&mut f, "gid", "an int", || 0)?,

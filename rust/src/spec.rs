@@ -81,6 +81,8 @@ pub struct Spec {
     pub namespaces: Vec<String>,
     pub hostname: Option<String>,
     pub default_mounts: bool,
+    /// /sys writable (docker's --privileged); read-only otherwise.
+    pub sysfs_rw: bool,
     pub mounts: Vec<MountSpec>,
     pub uid: u32,
     pub gid: u32,
@@ -137,6 +139,7 @@ impl Default for Spec {
                 .collect(),
             hostname: None,
             default_mounts: true,
+            sysfs_rw: false,
             mounts: Vec::new(),
             uid: 0,
             gid: 0,

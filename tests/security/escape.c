@@ -56,6 +56,7 @@ static const char *ename(int e) {
     case EAFNOSUPPORT: return "EAFNOSUPPORT";
     case ENODEV: return "ENODEV";
     case E2BIG: return "E2BIG";
+    case ENXIO: return "ENXIO";
     default: return "EOTHER";
     }
 }
@@ -196,11 +197,17 @@ static void open_write(const char *name, const char *path) {
         close(fd);
 }
 
-static void mknod_and_remove(const char *name, const char *path, mode_t type, dev_t dev) {
+/* Make a device node in the container's /dev (a tmpfs without nodev) and open it for
+ * reading (nothing is read): mknod is allowed as in docker, the devices cgroup refuses
+ * the open (EPERM); where it is let through, a node without a driver gives ENXIO. */
+static void mknod_and_open(const char *name, const char *path, mode_t type, dev_t dev) {
     long r = mknod(path, type | 0600, dev);
-    report(name, r);
-    if (r == 0)
-        unlink(path);
+    if (r < 0) {
+        report(name, r);
+        return;
+    }
+    report_fd(name, open(path, O_RDONLY));
+    unlink(path);
 }
 
 /* Descriptors beyond stdio the container was given (its own listing fd aside). */
@@ -265,8 +272,10 @@ int main(int argc, char **argv) {
     report("pivot_root", syscall(SYS_pivot_root, "/nonexistent-fc-new", "/nonexistent-fc-old"));
     in_child("unshare_mount_ns", do_unshare_mnt);
     chroot_breakout();
-    mknod_and_remove("mknod_char_mem", "/tmp/fc-mem", S_IFCHR, makedev(1, 1));
-    mknod_and_remove("mknod_block_disk", "/tmp/fc-disk", S_IFBLK, makedev(8, 0));
+    mknod_and_open("mknod_char_mem", "/dev/fc-mem", S_IFCHR, makedev(1, 1));
+    mknod_and_open("mknod_block_disk", "/dev/fc-disk", S_IFBLK, makedev(8, 0));
+    /* the host's /dev/kmsg, bound in by a volume without --device: opened, never read */
+    report_fd("open_leaked_device", open("/fc/leaked-dev", O_RDONLY));
     masked("read_kcore", "/proc/kcore");
     masked("read_keys", "/proc/keys");
     masked("read_timer_list", "/proc/timer_list");

@@ -34,8 +34,9 @@ REFUSED: dict[str, str] = {
     "pivot_root": "EPERM",
     "unshare_mount_ns": "EPERM",
     "chroot_breakout": "confined",  # CAP_SYS_CHROOT is docker's default; the climb ends at the container's root
-    "mknod_char_mem": "EPERM",
+    "mknod_char_mem": "EPERM",  # made (CAP_MKNOD, as docker), then its open refused by the devices cgroup
     "mknod_block_disk": "EPERM",
+    "open_leaked_device": "EPERM",  # the host's /dev/kmsg bound in without --device: the devices cgroup
     "read_kcore": "masked",
     "read_keys": "masked",
     "read_timer_list": "masked",
@@ -78,11 +79,12 @@ HOST_FILES = {"read_kcore": "/proc/kcore", "read_timer_list": "/proc/timer_list"
               "write_sysrq_trigger": "/proc/sysrq-trigger", "write_core_pattern": "/proc/sys/kernel/core_pattern",
               "write_sys_power_state": "/sys/power/state"}
 # What a permitted call answers to the harmless arguments escape.c gives it.
-OPENED = {"ok", "exposed", "EINVAL", "EFAULT", "EBADF", "ENOENT", "EOPNOTSUPP", "ENOEXEC"}
+OPENED = {"ok", "exposed", "EINVAL", "EFAULT", "EBADF", "ENOENT", "EOPNOTSUPP", "ENOEXEC", "ENXIO"}
 # Attempts that privileged=True must open: the defaults are what closes these.
 OPEN_WHEN_PRIVILEGED = {
     "mount_tmpfs", "umount_mask", "remount_proc_sys_rw", "pivot_root", "unshare_mount_ns", "mknod_char_mem",
-    "mknod_block_disk", "read_keys", "read_timer_list", "read_sys_firmware", "write_core_pattern", "keyctl",
+    "mknod_block_disk", "open_leaked_device", "read_keys", "read_timer_list", "read_sys_firmware",
+    "write_core_pattern", "write_sys_power_state", "keyctl",
     "add_key", "bpf", "perf_event_open", "unshare_user_ns", "clone_user_ns", "clone3", "open_by_handle_at",
     "name_to_handle_at", "vsock_socket", "sethostname", "setns_leaked_fd", "remount_readonly_bind_rw",
     "settimeofday", "clock_settime", "reboot", "swapon", "syslog", "io_uring_setup", "personality", "userfaultfd",
@@ -95,7 +97,6 @@ CLOSED_WHEN_PRIVILEGED = {
     "proc1_root": "pid 1 is the container's own init",
     "raw_socket": "the network namespace has only lo",
     "write_readonly_bind": "a read-only bind stays read-only until remounted",
-    "write_sys_power_state": "/sys is mounted read-only in every container here (docker's privileged makes it rw)",
 }
 # Closed under privileged only because this kernel lacks the feature (ENOSYS from the kernel itself).
 KERNEL_FEATURES = {"init_module": "/proc/modules", "finit_module": "/proc/modules", "kexec_load": "/sys/kernel/kexec_loaded",
@@ -139,7 +140,7 @@ def attempt_all(escape: Path, readonly_dir: Path, **options: object) -> dict[str
     try:
         r = fastcontain.run(
             "busybox", ["/fc/escape", str(os.getpid())], stdin=ns, capture_output=True, text=True, timeout=LIMIT,
-            volumes=[f"{escape}:/fc/escape:ro", f"{readonly_dir}:/ro:ro"], **options,
+            volumes=[f"{escape}:/fc/escape:ro", f"{readonly_dir}:/ro:ro", "/dev/kmsg:/fc/leaked-dev"], **options,
         )
     finally:
         os.close(ns)
