@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fastcontain import devices
 from fastcontain.cgroups import Host, Resources, parse_bytes
 from fastcontain.config import online_cpus
 from fastcontain.errors import ConfigError
@@ -159,8 +160,12 @@ def test_hybrid_joins_only_the_v1_controllers_the_limits_need(tmp_path):
     m = seeded(tmp_path, "hybrid", ["unified", "memory", "pids", "cpu"])
     assert m.keys_for(Resources()) == ["unified"]
     assert m.keys_for(Resources(memory="64m", cpus=1, memory_swap="128m")) == ["unified", "memory", "cpu"]
-    v1 = seeded(tmp_path / "v1", "v1", ["memory", "pids", "freezer", "cpuacct"])
-    assert v1.keys_for(Resources()) == ["freezer", "cpuacct", "memory", "pids"]
+    v1 = seeded(tmp_path / "v1", "v1", ["memory", "pids", "freezer", "cpuacct", "devices"])
+    # v1 has no device programs: every container joins the devices controller for the default rules
+    assert v1.keys_for(Resources()) == ["freezer", "cpuacct", "memory", "pids", "devices"]
+    assert v1.keys_for(Resources(device_policy=devices.Policy.of(devices.ALLOW_ALL))) == [
+        "freezer", "cpuacct", "memory", "pids"]
+    assert m.device_backend == "bpf" and v1.device_backend == "v1"
     v2 = seeded(tmp_path / "v2", "v2", ["unified"])
     assert v2.keys_for(Resources(memory="64m")) == ["unified"]
 

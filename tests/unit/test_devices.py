@@ -116,3 +116,32 @@ def test_device_options_make_the_policy(tmp_path):
     assert Config("busybox").resources.device_policy is DEFAULT_POLICY
     assert Config("busybox", privileged=True).resources.device_policy.allows_all
     assert Config("busybox", devices=[f"{node}:r"]).resources != c.resources, "a pool's cgroup must not be reused"
+
+
+def test_oci_rules_come_before_runcs_defaults():
+    from fastcontain import oci
+
+    assert oci.device_policy([]).allows_all, "no rules: every device, as runc"
+    p = oci.device_policy([{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 11,
+                                                               "access": "w"}])
+    assert p.allows("c", 1, 11, "w") and not p.allows("c", 1, 11, "r") and p.allows("c", 1, 3, "rw")
+    # a deny-all after the defaults would not take them away: runc appends them last
+    assert oci.device_policy([{"allow": False}]).allows("c", 5, 0, "rw")
+    # no deny-all first: the default stays allow, and (as in the v1 kernel and runc's emulator) an
+    # allowance only takes letters from a denial of the very same numbers: the defaults' mknod here
+    p = oci.device_policy([{"allow": False, "type": "c", "major": -1, "minor": -1, "access": "rwm"}])
+    assert p.default_allow and p.exceptions == (("c", None, None, "rw"),)
+    assert not p.allows("c", 1, 3, "r") and p.allows("c", 1, 3, "m") and p.allows("b", 8, 0, "rw")
+
+
+def test_privileged_mounts_every_host_node_but_its_own(tmp_path):
+    d = tmp_path / "dev"
+    (d / "pts").mkdir(parents=True)
+    (d / "input").mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    for name, dev in (("null", (1, 3)), ("kmsg", (1, 11)), ("input/event0", (13, 64)), ("pts/0", (136, 0))):
+        os.mknod(d / name, 0o600 | 0o020000, os.makedev(*dev))
+    (d / "file").write_text("")
+    os.symlink("null", d / "link")
+    assert devices.host_devices(str(d)) == [str(d / "input/event0"), str(d / "kmsg")]
