@@ -4,8 +4,9 @@ is born in it) and with memory, pids and CPU limits (on hybrid and v1 these are 
 controllers: the child waits while its pid is written, and pays the v1 attach), each
 also after 50 ms of idle (the first v1 attach after idle waits for an RCU grace
 period); and the cgroup's own set-up and teardown (Manager.create + Cgroup.remove)
-without a process; and Container.stats() of a running container. The summary gives
-each median and its ratio to the plain run."""
+without a process; Container.stats() of a running container; and the device rules
+by each backend (test_device_rules_cost). The summary gives each median and its ratio
+to the plain run."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from fastcontain import cgroups, state
 
 LIMITS: dict[str, Any] = {"memory": "64m", "pids_limit": 64, "cpus": 1.0}
 CASES = ("run", "run+limits", "run, idle before", "run+limits, idle before", "cgroup", "cgroup+limits")
-SUMMARY = CASES + ("stats(), no limits", "stats(), limits")
+SUMMARY = CASES + ("stats(), no limits", "stats(), limits") + tuple(
+    f"devices {b}{i}" for i in ("", ", idle before") for b in ("none", "bpf", "v1"))
 IDLE = 0.05
 
 _medians: dict[str, float] = {}
@@ -91,3 +93,57 @@ def test_stats_cost(benchmark: Any, rootfs: Path, limited: bool) -> None:
         benchmark.extra_info.update({"correct": True, "stats": s})
         if benchmark.stats:
             _medians[f"stats(), {'limits' if limited else 'no limits'}"] = benchmark.stats.stats.median
+
+
+# -- device rules ---------------------------------------------------------------------------
+
+
+def _device_backends() -> list[str]:
+    host = cgroups.Host.detect()
+    return ["none"] + (["bpf"] if host.unified else []) + (["v1"] if "devices" in host.v1 else [])
+
+
+@pytest.mark.parametrize("idle", [False, True], ids=["", "idle before"])
+@pytest.mark.parametrize("backend", _device_backends())
+def test_device_rules_cost(benchmark: Any, rootfs: Path, backend: str, idle: bool) -> None:
+    """fastcontain.run of /bin/true with the default device rules enforced by each way
+    this host offers (fastcontain.devices): "bpf", the loaded program attached to the
+    container's cgroup2 directory; "v1", the container's own devices cgroup (mkdir, the
+    lines, the attach of the pid); "none", the devices part skipped (not an option: the
+    baseline only)."""
+    import os
+
+    from fastcontain import devices
+
+    benchmark.group = "device rules per container"
+    mgr = cgroups.manager()
+    ours = os.path.join(mgr.host.mount("devices"), mgr.parent) if "devices" in mgr.host.v1 else None
+    made = ours is not None and not os.path.isdir(ours)
+    saved = mgr.device_backend
+    mgr.device_backend = backend
+    image = str(rootfs)
+    try:
+        if backend != "none":  # the rules hold: a node made in the container is not opened
+            r = fastcontain.run(image, ["sh", "-c", "mknod /dev/m c 1 1 && cat /dev/m"], capture_output=True, text=True)
+            assert "Operation not permitted" in r.stderr, r
+        devices.prepare(devices.DEFAULT_POLICY)
+
+        def fn() -> None:
+            r = fastcontain.run(image, ["/bin/true"])
+            assert r.returncode == 0
+
+        if idle:
+            benchmark.pedantic(fn, setup=lambda: time.sleep(IDLE), rounds=20, iterations=1)
+        else:
+            benchmark(fn)
+    finally:
+        mgr.device_backend = saved
+        if made:
+            from fastcontain import teardown
+
+            teardown.flush()
+            os.rmdir(str(ours))
+    name = f"devices {backend}" + (", idle before" if idle else "")
+    benchmark.extra_info.update({"case": name, "layout": mgr.host.layout, "correct": True})
+    if benchmark.stats:
+        _medians[name] = benchmark.stats.stats.median

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The cgroup v2 tier: tests/integration/test_cgroups.py on a pure cgroup v2 kernel,
+# The cgroup v2 tier: tests/integration/test_cgroups.py, test_devices.py (the device
+# program) and the escape suite (tests/security) on a pure cgroup v2 kernel,
 # inside the throw-away guest of ../shared/tools/cgroup-v2-guest.sh (this machine and
-# CI's are hybrid). Only the cgroup tests: code runs 10-35x slower in the guest.
+# CI's are hybrid). Only these tests: code runs 10-35x slower in the guest.
 #
 #   bash tests/cgroup_v2_tier.sh             skips, saying why, if the tool or its packages are missing
 #   bash tests/cgroup_v2_tier.sh --required  fails instead (CI: .ci/run installs them)
@@ -34,7 +35,7 @@ export CGV2_TIMEOUT=${CGV2_TIMEOUT:-600}
 start=$(date +%s)
 status=0
 bash "$tool" 'mount -t tmpfs -o size=400m fc-guest-tmp /tmp && { modprobe null_blk nr_devices=1 2>/dev/null || true; } &&
-  FASTCONTAIN_EXPECT_CGROUP_LAYOUT=v2 .venv/bin/python -m pytest tests/integration/test_cgroups.py -v -rs -p no:cacheprovider' \
+  FASTCONTAIN_EXPECT_CGROUP_LAYOUT=v2 .venv/bin/python -m pytest tests/integration/test_cgroups.py tests/integration/test_devices.py tests/security -v -rs -p no:cacheprovider' \
   || status=$?
 echo "cgroup v2 tier: exit status $status after $(( $(date +%s) - start )) s in the guest (CGV2_TIMEOUT=$CGV2_TIMEOUT)"
 exit $status

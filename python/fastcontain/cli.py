@@ -97,7 +97,7 @@ def add_container_options(p: argparse.ArgumentParser) -> None:
                      help="no-new-privileges=false, seccomp=unconfined or seccomp=PROFILE.json")
     sec.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]", help="mount a tmpfs at PATH")
     sec.add_argument("--device", action="append", default=[], metavar="HOST[:CONTAINER][:rwm]",
-                     help="make a host device node available")
+                     help="make a host device node available, allowed with any of r, w, m (default rwm)")
     sec.add_argument("--group-add", action="append", default=[], metavar="GROUP",
                      help="a supplementary group (name from the image's /etc/group, or a number)")
     sec.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="e.g. nofile=1024:2048")

@@ -117,7 +117,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 ALLOW_ALL: tuple[Rule, ...] = (Rule(True),)
 
-Exception_ = tuple[str, "int | None", "int | None", str]  # (type, major, minor, access)
+Entry = tuple[str, "int | None", "int | None", str]  # an exception: (type, major, minor, access)
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class Policy:
     deny everything) and exceptions to it, each (type, major, minor, access)."""
 
     default_allow: bool
-    exceptions: tuple[Exception_, ...] = ()
+    exceptions: tuple[Entry, ...] = ()
 
     @classmethod
     def of(cls, rules: Iterable[Rule]) -> Policy:

@@ -133,3 +133,14 @@ def test_a_pool_slot_with_other_device_rules_is_not_reused(backend: str, node: P
         assert verdicts(r.stdout) == (NO_DRIVER, REFUSED), r.stdout
         r = pool.run(["sh", "-c", try_open("/leak")], volumes=[f"{node}:/leak"], capture_output=True, text=True)
         assert verdicts(r.stdout) == (REFUSED, REFUSED), r.stdout
+
+
+def test_an_exec_is_held_to_the_same_rules(backend: str, node: Path) -> None:
+    with fastcontain.Container.create("busybox", ["sleep", "1000"], volumes=[f"{node}:/leak"], memory="64m") as c:
+        c.start()
+        r = c.exec_run(["sh", "-c", try_open("/leak") + "; cat /proc/self/cgroup; echo --; cat /proc/1/cgroup"])
+        assert r.exit_code == 0, r.output
+        text = r.output.decode()
+        assert verdicts(text) == (REFUSED, REFUSED), text
+        mine, pid1 = text.split("w-done\n")[1].split("--\n")
+        assert mine == pid1, "the exec is in every cgroup of the container's init (v1 controllers too)"
