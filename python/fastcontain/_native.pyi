@@ -14,6 +14,8 @@ fastcontain.spec from validated config. Its keys:
   hostname      str | None       needs "uts"
   default_mounts bool            /proc, /sys (ro), /dev (tmpfs + nodes, devpts, shm, mqueue, links)
   sysfs_rw      bool             /sys mounted writable (privileged); default False
+  device_nodes  list[tuple[str, int, int, int, int, int]]  (path under /dev, st_mode, major, minor, uid, gid):
+                                 made in the fresh /dev with mknod (privileged; not with userns)
   mounts        list[dict]       applied after the defaults, in order:
                                  {"source": str, "target": str (absolute, in the container),
                                   "type": str ("bind", "tmpfs", "proc", ...),

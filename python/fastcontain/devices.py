@@ -365,13 +365,27 @@ _SKIP_DIRS = frozenset({"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".u
 _OWN = frozenset({"null", "zero", "full", "random", "urandom", "tty", "ptmx", "console"})
 
 
-def host_devices(root: str = "/dev") -> list[str]:
+HostNode = tuple[str, int, int, int, int, int]  # (path, st_mode, major, minor, uid, gid)
+_scan: tuple[tuple[tuple[str, int], ...], list[HostNode]] | None = None  # (folders' mtimes, nodes)
+
+
+def host_devices(root: str = "/dev") -> list[HostNode]:
     """The host's character and block nodes under /dev, as docker gives a privileged
-    container (read each time: devices come and go)."""
-    found: list[str] = []
+    container: (path, st_mode, major, minor, uid, gid). Devices come and go: the last
+    scan is reused only while no folder it read has changed (their mtimes)."""
+    global _scan
+    if _scan is not None and _scan[0] and _scan[0][0][0] == root:
+        try:
+            if all(os.stat(d).st_mtime_ns == m for d, m in _scan[0]):
+                return list(_scan[1])
+        except OSError:
+            pass
+    folders: list[tuple[str, int]] = []
+    found: list[HostNode] = []
 
     def walk(d: str, top: bool) -> None:
         try:
+            folders.append((d, os.stat(d).st_mtime_ns))
             entries = sorted(os.scandir(d), key=lambda e: e.name)
         except OSError:
             return
@@ -383,11 +397,12 @@ def host_devices(root: str = "/dev") -> list[str]:
             if top and e.name in _OWN:
                 continue
             try:
-                mode = e.stat(follow_symlinks=False).st_mode
+                st = e.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                found.append(e.path)
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                found.append((e.path, st.st_mode, os.major(st.st_rdev), os.minor(st.st_rdev), st.st_uid, st.st_gid))
 
     walk(root, True)
-    return found
+    _scan = (tuple(folders), found)
+    return list(found)

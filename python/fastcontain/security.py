@@ -606,15 +606,16 @@ def process_part(cfg: Config) -> dict[str, Any]:
     }
 
 
-def privileged_mounts(cfg: Config) -> list[dict[str, Any]]:
-    """The host's device nodes in /dev, bound in, as docker's --privileged gives them
-    (not under a user namespace, whose point is to keep the host's closed). The devices
-    cgroup then allows every device."""
+def host_device_nodes(cfg: Config) -> list[tuple[str, int, int, int, int, int]]:
+    """The host's device nodes in /dev, made alike in the container's, as docker's
+    --privileged gives them (not under a user namespace, whose point is to keep the
+    host's closed, and where mknod is refused anyway). The devices cgroup then allows
+    every device."""
     from . import devices
 
-    if cfg.userns is not None:
+    if not cfg.privileged or cfg.userns is not None:
         return []
-    return [{"source": p, "target": p, "type": "bind", "options": ["bind"]} for p in devices.host_devices()]
+    return devices.host_devices()
 
 
 def spec_part(cfg: Config, image: Image, paths: Any = None) -> dict[str, Any]:
@@ -627,10 +628,9 @@ def spec_part(cfg: Config, image: Image, paths: Any = None) -> dict[str, Any]:
     part["masked_paths"] = [] if cfg.privileged else list(MASKED_PATHS)
     part["readonly_paths"] = [] if cfg.privileged else list(READONLY_PATHS)
     part["sysfs_rw"] = cfg.privileged  # docker's --privileged: /sys writable
+    part["device_nodes"] = host_device_nodes(cfg)
     part["oom_score_adj"] = cfg.oom_score_adj
     mounts = [mount_spec(m) for m in cast("tuple[Mount, ...]", cfg.tmpfs)]
-    if cfg.privileged:
-        mounts += privileged_mounts(cfg)
     for d in cast("tuple[Device, ...]", cfg.devices):
         # bound from the host's node, as runc does in user namespaces: no mknod needed
         mounts.append({"source": d.host, "target": d.container, "type": "bind", "options": ["bind"]})

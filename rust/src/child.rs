@@ -361,6 +361,13 @@ fn do_op(op: &Op) -> sys::SysResult<()> {
         }
         Op::SetAttr { target, attr } => sys::mount_setattr_recursive(target, *attr),
         Op::Mknod { path, mode, dev } => sys::mknod(path, *mode, *dev),
+        Op::Node { path, mode, dev, uid, gid } => {
+            sys::mknod(path, *mode, *dev)?;
+            if *uid != 0 || *gid != 0 {
+                sys::chown(path, *uid, *gid)?;
+            }
+            Ok(())
+        }
         Op::Symlink { target, link } => sys::symlink(target, link),
         Op::Mask { target, null, file } => {
             let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;

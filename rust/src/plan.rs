@@ -40,6 +40,8 @@ pub enum Op {
     /// mount_setattr(AT_RECURSIVE): read-only (etc.) over a whole rbind.
     SetAttr { target: CString, attr: u64 },
     Mknod { path: CString, mode: mode_t, dev: libc::dev_t },
+    /// A device node of the host's, made with its owner (its folder made before, by a Mkdir).
+    Node { path: CString, mode: mode_t, dev: libc::dev_t, uid: libc::uid_t, gid: libc::gid_t },
     Symlink { target: CString, link: CString },
     /// Hide a path: an empty read-only tmpfs over a directory, /dev/null over
     /// anything else. A path the kernel does not have is skipped.
@@ -56,7 +58,7 @@ impl Op {
             Op::Mount { flags, .. } if flags & libc::MS_REMOUNT != 0 => Step::Remount,
             Op::Mount { .. } => Step::Mount,
             Op::SetAttr { .. } => Step::SetAttr,
-            Op::Mknod { .. } => Step::Mknod,
+            Op::Mknod { .. } | Op::Node { .. } => Step::Mknod,
             Op::Symlink { .. } => Step::Symlink,
             Op::Mask { .. } => Step::MaskPath,
             Op::ReadOnly { .. } => Step::ReadonlyPath,
@@ -434,6 +436,45 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// The host's nodes a privileged container gets (docker makes them with mknod too).
+    fn host_nodes(&mut self, spec: &Spec) -> Result<(), SpecError> {
+        if !spec.device_nodes.is_empty() && spec.userns.is_some() {
+            return Err(SpecError::new("device_nodes", spec.device_nodes.len().to_string(), "mknod is not for a user namespace"));
+        }
+        let mut folders: Vec<&str> = vec!["/dev"];
+        for (i, (path, mode, major, minor, uid, gid)) in spec.device_nodes.iter().enumerate() {
+            let field = format!("device_nodes[{i}]");
+            let kind = mode & libc::S_IFMT;
+            if !path.starts_with("/dev/") || (kind != libc::S_IFCHR && kind != libc::S_IFBLK) {
+                return Err(SpecError::new(field, path.clone(), "a character or block node under /dev"));
+            }
+            let folder = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("/dev");
+            if !folders.contains(&folder) {
+                // each folder once (/dev/input, /dev/net, ...), not a mkdir -p per node
+                let host = host_path(&field, self.rootfs, folder)?;
+                self.push(
+                    Op::Mkdir { path: cstring(&field, &host)?, mode: 0o755 },
+                    folder,
+                    format!("creating the device folder {folder} failed"),
+                );
+                folders.push(folder);
+            }
+            let host = host_path(&field, self.rootfs, path)?;
+            self.push(
+                Op::Node {
+                    path: cstring(&field, &host)?,
+                    mode: *mode as mode_t,
+                    dev: libc::makedev(*major, *minor),
+                    uid: *uid,
+                    gid: *gid,
+                },
+                path,
+                format!("creating the device node {path} ({major}:{minor}) failed"),
+            );
+        }
+        Ok(())
+    }
+
     fn dev_nodes(&mut self, userns: bool) -> Result<(), SpecError> {
         for (name, major, minor) in DEVICES {
             let target = format!("/dev/{name}");
@@ -632,6 +673,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
             if m.target == "/dev" {
                 // nodes and links go into the fresh /dev tmpfs before anything is mounted below it
                 b.dev_nodes(spec.userns.is_some())?;
+                b.host_nodes(spec)?;
             }
         }
     }
@@ -1039,6 +1081,31 @@ mod tests {
             }
             other => panic!("expected mknod, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn privileged_gets_a_writable_sys_and_the_hosts_nodes_each_folder_made_once() {
+        let mut s = spec();
+        s.sysfs_rw = true;
+        s.device_nodes = vec![
+            ("/dev/kmsg".into(), libc::S_IFCHR | 0o644, 1, 11, 0, 0),
+            ("/dev/input/event0".into(), libc::S_IFCHR | 0o660, 13, 64, 0, 104),
+            ("/dev/input/event1".into(), libc::S_IFCHR | 0o660, 13, 65, 0, 104),
+        ];
+        let t = mount_table(&s).unwrap();
+        assert!(t[2].3 & libc::MS_RDONLY == 0, "sysfs rw");
+        let (plan, d) = build(&s).unwrap();
+        let pts = d.ops.iter().position(|(p, m)| p == "/dev/pts" && m.starts_with("mount of")).unwrap();
+        let made: Vec<&str> = d.ops.iter().map(|(p, _)| p.as_str()).filter(|p| p.starts_with("/dev/input") || *p == "/dev/kmsg").collect();
+        assert_eq!(made, ["/dev/kmsg", "/dev/input", "/dev/input/event0", "/dev/input/event1"]);
+        let event1 = d.ops.iter().position(|(p, _)| p == "/dev/input/event1").unwrap();
+        assert!(event1 < pts, "made in the fresh /dev before anything is mounted below it");
+        match &plan.ops[event1] {
+            Op::Node { dev, gid, .. } => assert_eq!((*dev, *gid), (libc::makedev(13, 65), 104)),
+            other => panic!("expected a node, got {other:?}"),
+        }
+        s.device_nodes = vec![("/etc/passwd".into(), libc::S_IFREG | 0o644, 0, 0, 0, 0)];
+        assert_eq!(build(&s).err().unwrap().field, "device_nodes[0]");
     }
 
     #[test]

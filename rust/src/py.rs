@@ -141,6 +141,7 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         hostname: take(&mut f, "hostname", "a string", || None)?,
         default_mounts: take(&mut f, "default_mounts", "a bool", || true)?,
         sysfs_rw: take(&mut f, "sysfs_rw", "a bool", || false)?,
+        device_nodes: take(&mut f, "device_nodes", "a list of (path, mode, major, minor, uid, gid)", Vec::new)?,
         mounts,
         uid: take(&mut f, "uid", "an int", || 0)?,
         gid: take(&mut f, "gid", "an int", || 0)?,

@@ -83,6 +83,8 @@ pub struct Spec {
     pub default_mounts: bool,
     /// /sys writable (docker's --privileged); read-only otherwise.
     pub sysfs_rw: bool,
+    /// Device nodes made in the fresh /dev: (path, st_mode, major, minor, uid, gid) (privileged).
+    pub device_nodes: Vec<(String, u32, u32, u32, u32, u32)>,
     pub mounts: Vec<MountSpec>,
     pub uid: u32,
     pub gid: u32,
@@ -140,6 +142,7 @@ impl Default for Spec {
             hostname: None,
             default_mounts: true,
             sysfs_rw: false,
+            device_nodes: Vec::new(),
             mounts: Vec::new(),
             uid: 0,
             gid: 0,

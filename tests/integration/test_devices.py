@@ -116,7 +116,7 @@ def test_a_read_only_device_opens_for_reading_only(backend: str) -> None:
 def test_privileged_gets_the_hosts_nodes_and_a_writable_sys(backend: str) -> None:
     from fastcontain import devices
 
-    host = devices.host_devices()
+    host = [n[0] for n in devices.host_devices()]
     assert "/dev/kmsg" in host and "/dev/null" not in host
     text = out("ls /dev; grep ' /sys ' /proc/self/mountinfo; (exec 3< /dev/kmsg) && echo kmsg-opened", privileged=True)
     seen = set(text.split())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 import struct
 
 import pytest
@@ -144,4 +145,9 @@ def test_privileged_mounts_every_host_node_but_its_own(tmp_path):
         os.mknod(d / name, 0o600 | 0o020000, os.makedev(*dev))
     (d / "file").write_text("")
     os.symlink("null", d / "link")
-    assert devices.host_devices(str(d)) == [str(d / "input/event0"), str(d / "kmsg")]
+    nodes = devices.host_devices(str(d))
+    assert [n[0] for n in nodes] == [str(d / "input/event0"), str(d / "kmsg")]
+    assert nodes[1][2:4] == (1, 11) and stat.S_ISCHR(nodes[1][1])
+    assert devices.host_devices(str(d)) == nodes, "the scan reused"
+    os.mknod(d / "input" / "event1", 0o600 | 0o020000, os.makedev(13, 65))
+    assert len(devices.host_devices(str(d))) == 3, "a new node in a folder: scanned again"

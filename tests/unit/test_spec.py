@@ -17,7 +17,7 @@ SPEC_KEYS = {
     "mounts", "uid", "gid", "groups", "umask", "stdio", "cpus", "cgroup_fd", "wait_for_start",
     # the security part (fastcontain.security.spec_part)
     "capabilities", "no_new_privileges", "seccomp", "masked_paths", "readonly_paths", "rlimits", "oom_score_adj",
-    "init", "tty", "sysfs_rw",
+    "init", "tty", "sysfs_rw", "device_nodes",
 }
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 # a comment
