@@ -1,8 +1,10 @@
 """What the security defaults cost: one /bin/true through fastcontain.run with the
 defaults (docker's capabilities, no_new_privs, the seccomp filter, masked and
-read-only paths), with seccomp=unconfined (the filter's share), and privileged
-(none of it). The session ends with each median and the defaults' cost as a
-fraction of the privileged spawn."""
+read-only paths, the device program), with seccomp=unconfined (the filter's share),
+with a --device read-only (a rule set of its own: its own program, loaded once),
+and privileged (none of it; but, as docker's, the host's /dev nodes made in the
+container's, about 0.7 ms for 94 nodes here). The session ends with each median and
+the defaults' cost as a fraction of the privileged spawn."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 MODES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "seccomp=unconfined": {"security_opt": ["seccomp=unconfined"]},
+    "device /dev/kmsg:r": {"devices": ["/dev/kmsg:/dev/xkmsg:r"]},
     "privileged": {"privileged": True},
 }
 _medians: dict[str, float] = {}
@@ -43,7 +46,7 @@ def test_spawn_with_security(benchmark: Any, rootfs: Path, mode: str) -> None:
     image = str(rootfs)
     status = fastcontain.run(image, ["cat", "/proc/self/status"], capture_output=True, text=True, check=True, **options)
     seccomp = next(line.split()[1] for line in status.stdout.splitlines() if line.startswith("Seccomp:"))
-    assert seccomp == ("2" if mode == "defaults" else "0"), status.stdout
+    assert seccomp == ("0" if mode in ("seccomp=unconfined", "privileged") else "2"), status.stdout
     benchmark.group = "spawn /bin/true: security"
     benchmark.extra_info.update(mode=mode, seccomp_mode=seccomp, correct=True)
 

@@ -7,12 +7,15 @@ standing for ``*``. A list of rules reduces to a :class:`Policy` exactly as the 
 kernel reduces its writes (a default, and the exceptions to it), and the kernel
 enforces that policy:
 
-- cgroup v1 (and hybrid hosts): the container's own cgroup in the ``devices``
-  controller, written ``devices.deny a`` and then one ``devices.allow`` line per
-  exception (:meth:`Policy.v1_lines`);
-- cgroup v2: a ``BPF_PROG_TYPE_CGROUP_DEVICE`` program generated from the policy
-  (:meth:`Policy.program`), loaded once per distinct policy and attached to each
-  container's cgroup with ``BPF_F_ALLOW_MULTI`` before the child is born in it.
+- cgroup v2 and hybrid hosts: a ``BPF_PROG_TYPE_CGROUP_DEVICE`` program generated
+  from the policy (:meth:`Policy.program`), loaded once per distinct policy and
+  attached to each container's cgroup2 directory with ``BPF_F_ALLOW_MULTI`` before the
+  child is born in it (the kernel runs the device programs of the cgroup2 hierarchy
+  on a hybrid host too);
+- cgroup v1 hosts (and hybrid ones with ``FASTCONTAIN_DEVICE_CGROUP=v1``): the
+  container's own cgroup in the ``devices`` controller, written ``devices.deny a`` and
+  then one ``devices.allow`` line per exception (:meth:`Policy.v1_lines`).
+  (cgroups.device_backend chooses.)
 
 Every container gets runc's default rules (:data:`DEFAULT_RULES`): mknod of any node
 (opening it is what the rules decide), and read/write of the nodes of the default
@@ -242,7 +245,7 @@ def policy(devices: Sequence[tuple[str, str]] = (), privileged: bool = False, ex
 
 # -- cgroup v2: the BPF program -------------------------------------------------------
 
-_SYS_BPF = 321  # x86_64
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
 _BPF_PROG_LOAD, _BPF_PROG_ATTACH = 5, 8
 _BPF_PROG_TYPE_CGROUP_DEVICE = 15
 _BPF_CGROUP_DEVICE = 6
@@ -273,6 +276,8 @@ CACHED = 32  # programs of policies other than the defaults kept loaded
 
 
 def _bpf(cmd: int, attr: ctypes.Structure) -> int:
+    if _SYS_BPF is None:
+        raise OSError(_errno.ENOSYS, f"no bpf(2) number known for {os.uname().machine}")
     r = _libc.syscall(_SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
     if r < 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
@@ -303,8 +308,7 @@ def load(p: Policy) -> int:
         try:
             os.close(_bpf(_BPF_PROG_LOAD, attr(1)))
         except OSError:
-            verifier = log.value.decode(errors="replace").strip().splitlines()[-3:]  # type: ignore[assignment]
-            verifier = " / ".join(verifier)
+            verifier = " / ".join(log.value.decode(errors="replace").strip().splitlines()[-3:])
     hint = {_errno.EPERM: " (loading BPF programs needs CAP_SYS_ADMIN or CAP_BPF)",
             _errno.EINVAL: " (does this kernel have CONFIG_CGROUP_BPF?)"}.get(err, "")
     raise CgroupError(

@@ -411,8 +411,8 @@ class Device:
             if len(parts) > 3:
                 raise ConfigError(field, value, "expected HOST[:CONTAINER][:rwm]")
             perms = "rwm"
-            if len(parts) >= 2 and parts[-1] and set(parts[-1]) <= set("rwm") and not parts[-1].startswith("/"):
-                perms = parts.pop()
+            if len(parts) == 3 or (len(parts) == 2 and not parts[1].startswith("/")):
+                perms = parts.pop()  # checked below
             d = cls(parts[0], parts[1] if len(parts) > 1 else parts[0], perms)
         else:
             raise ConfigError(field, value, "expected HOST[:CONTAINER][:rwm]")

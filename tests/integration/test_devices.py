@@ -144,3 +144,16 @@ def test_an_exec_is_held_to_the_same_rules(backend: str, node: Path) -> None:
         assert verdicts(text) == (REFUSED, REFUSED), text
         mine, pid1 = text.split("w-done\n")[1].split("--\n")
         assert mine == pid1, "the exec is in every cgroup of the container's init (v1 controllers too)"
+
+
+def test_the_command_line_takes_device_permissions(node: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "fastcontain", "run", "--rm", "--device", f"{node}:/dev/xdev:w", "busybox",
+                        "sh", "-c", try_open("/dev/xdev")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert verdicts(r.stdout) == (REFUSED, NO_DRIVER), r.stdout
+    r = subprocess.run([sys.executable, "-m", "fastcontain", "run", "--rm", "--device", f"{node}:/dev/xdev:rwx",
+                        "busybox", "true"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "devices[0]" in r.stderr and "r, w and m" in r.stderr, r.stderr

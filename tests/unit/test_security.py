@@ -137,6 +137,9 @@ def test_devices_parse_and_must_be_device_nodes():
     with pytest.raises(ConfigError, match="not a character or block device"):
         Config("busybox", devices=["/etc/passwd"])
     assert Device.parse("d", "/dev/null:r") == Device("/dev/null", "/dev/null", "r")
+    for bad in ("/dev/null:/dev/x:rwx", "/dev/null:rx"):
+        with pytest.raises(ConfigError, match="a combination of r, w and m"):
+            Device.parse("d", bad)
     assert Config("busybox", devices=["/dev/null:/dev/x:r"]).resources.device_policy.allows("c", 1, 3, "w"), \
         "the defaults already allow /dev/null: a narrower --device adds, as in docker"
     with pytest.raises(ConfigError, match="No such file"):
