@@ -335,6 +335,22 @@ def _program(p: Policy) -> int:
         return fd
 
 
+def _forget_after_fork() -> None:
+    """A forked child (a detached container's supervisor, which closes what it inherited)
+    loads its own: the parent's descriptors are closed here, before anything else runs."""
+    global _lock
+    _lock = threading.Lock()
+    for fd in _programs.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _programs.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def cached_descriptors() -> frozenset[int]:
     """The descriptors of the programs kept loaded (for a leak check: they are the process's)."""
     with _lock:

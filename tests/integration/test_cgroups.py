@@ -361,14 +361,14 @@ def test_the_sweep_leaves_live_and_young_cgroups_alone(tmp_path: Path):
 @pytest.fixture
 def legacy_v1() -> Iterator[cgroups.Manager]:
     """This process's manager as on a legacy v1 host: this host's v1 controllers and no
-    cgroup2 mount, so there is no CLONE_INTO_CGROUP and no cgroup.kill. The freezer and
-    cpuacct parents it makes are removed again (the others are the session's)."""
+    cgroup2 mount, so there is no CLONE_INTO_CGROUP and no cgroup.kill. The freezer,
+    cpuacct and devices parents it makes are removed again (the others are the session's)."""
     host = cgroups.manager().host
-    if not {"freezer", "cpuacct", "memory", "pids"} <= set(host.v1):
-        pytest.skip("needs the v1 freezer, cpuacct, memory and pids controllers (a hybrid or v1 host)")
+    if not {"freezer", "cpuacct", "memory", "pids", "devices"} <= set(host.v1):
+        pytest.skip("needs the v1 freezer, cpuacct, memory, pids and devices controllers (a hybrid or v1 host)")
     saved = cgroups._manager
     mgr = cgroups.Manager(host=cgroups.Host("v1", None, host.v1))
-    made = [c for c in ("freezer", "cpuacct") if not os.path.isdir(os.path.join(host.v1[c], mgr.parent))]
+    made = [c for c in ("freezer", "cpuacct", "devices") if not os.path.isdir(os.path.join(host.v1[c], mgr.parent))]
     cgroups._manager = mgr
     try:
         yield mgr
@@ -385,7 +385,9 @@ def test_legacy_v1_places_the_pid_before_exec_and_kills_through_the_freezer(lega
         cg = c._cgroup
         assert c._child is not None and cg is not None
         assert c._child.clone_method == "clone3" and cg.fd is None  # no cgroup2: attached by writes
-        assert list(cg.dirs) == ["freezer", "cpuacct", "memory", "pids"]
+        # v1 has no device programs: the default device rules are the devices controller's
+        assert list(cg.dirs) == ["freezer", "cpuacct", "memory", "pids", "devices"]
+        assert read(os.path.join(cg.dirs["devices"], "devices.list")).splitlines()[0] == "c *:* m"
         with open(f"/proc/{c.pid}/cgroup") as f:
             lines = f.read().splitlines()
         for key in cg.dirs:  # the pid is in every controller's cgroup before it runs
