@@ -615,7 +615,10 @@ def host_device_nodes(cfg: Config) -> list[tuple[str, int, int, int, int, int]]:
 
     if not cfg.privileged or cfg.userns is not None:
         return []
-    return devices.host_devices()
+    # a --device target is bound over by its own node: not made first (the bind's mount
+    # point would be opened for writing, which some devices act on, a watchdog above all)
+    bound = {d.container for d in cast("tuple[Device, ...]", cfg.devices)}
+    return [n for n in devices.host_devices() if n[0] not in bound]
 
 
 def spec_part(cfg: Config, image: Image, paths: Any = None) -> dict[str, Any]:

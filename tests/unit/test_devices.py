@@ -151,3 +151,12 @@ def test_privileged_mounts_every_host_node_but_its_own(tmp_path):
     assert devices.host_devices(str(d)) == nodes, "the scan reused"
     os.mknod(d / "input" / "event1", 0o600 | 0o020000, os.makedev(13, 65))
     assert len(devices.host_devices(str(d))) == 3, "a new node in a folder: scanned again"
+
+
+def test_privileged_leaves_a_device_target_to_its_bind():
+    from fastcontain import security
+
+    c = Config("busybox", privileged=True, devices=["/dev/kmsg"])
+    nodes = [n[0] for n in security.host_device_nodes(c)]
+    assert "/dev/kmsg" not in nodes and nodes, "bound by --device, not made first"
+    assert security.host_device_nodes(Config("busybox")) == []
