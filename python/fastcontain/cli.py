@@ -98,6 +98,8 @@ def add_container_options(p: argparse.ArgumentParser) -> None:
     sec.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]", help="mount a tmpfs at PATH")
     sec.add_argument("--device", action="append", default=[], metavar="HOST[:CONTAINER][:rwm]",
                      help="make a host device node available, allowed with any of r, w, m (default rwm)")
+    sec.add_argument("--device-cgroup-rule", action="append", default=[], metavar="'TYPE MAJOR:MINOR PERMS'",
+                     help="allow devices by number, e.g. 'c 1:11 r' or 'c 13:* rw' (the node itself is not made)")
     sec.add_argument("--group-add", action="append", default=[], metavar="GROUP",
                      help="a supplementary group (name from the image's /etc/group, or a number)")
     sec.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="e.g. nofile=1024:2048")
@@ -169,6 +171,7 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "security_opt": args.security_opt,
         "tmpfs": args.tmpfs,
         "devices": args.device,
+        "device_cgroup_rules": args.device_cgroup_rule,
         "group_add": args.group_add,
         "ulimits": args.ulimit,
         "oom_score_adj": args.oom_score_adj,

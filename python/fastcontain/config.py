@@ -168,7 +168,8 @@ class Config:
     validated here and gathered in `resources`.
     Security as docker's options: `cap_add`/`cap_drop` (names, "ALL"), `privileged`,
     `security_opt` ("no-new-privileges=false", "seccomp=unconfined|PROFILE.json"),
-    `tmpfs` ("PATH[:OPTS]"), `devices` ("HOST[:CONTAINER][:rwm]"), `group_add`,
+    `tmpfs` ("PATH[:OPTS]"), `devices` ("HOST[:CONTAINER][:rwm]"),
+    `device_cgroup_rules` ("c 1:11 r": allowed, as docker's --device-cgroup-rule), `group_add`,
     `ulimits` ("nofile=1024:2048"), `oom_score_adj`.
     `init=True` runs a minimal init as PID 1 (docker's --init) that reaps
     zombies and forwards signals to the command. `tty=True` gives the command a
@@ -211,6 +212,7 @@ class Config:
     security_opt: Sequence[str] = ()
     tmpfs: Sequence[str] | Mapping[str, str] = ()
     devices: Sequence[str] = ()
+    device_cgroup_rules: Sequence[str] = ()
     group_add: Sequence[str | int] = ()
     ulimits: Sequence[str] = ()
     oom_score_adj: int | None = None

@@ -532,7 +532,7 @@ def normalize_options(cfg: Config) -> dict[str, object]:
     if isinstance(cfg.security_opt, str) or not isinstance(cfg.security_opt, Sequence):
         raise ConfigError("security_opt", cfg.security_opt, "must be a sequence of strings")
     SecurityOpt.parse(cfg.security_opt)
-    for field in ("devices", "ulimits", "group_add"):
+    for field in ("devices", "device_cgroup_rules", "ulimits", "group_add"):
         v = getattr(cfg, field)
         if isinstance(v, str) or not isinstance(v, Sequence):
             raise ConfigError(field, v, "must be a sequence")
@@ -552,6 +552,8 @@ def normalize_options(cfg: Config) -> dict[str, object]:
         "security_opt": tuple(cfg.security_opt),
         "tmpfs": tmpfs_mounts(cfg.tmpfs),
         "devices": tuple(Device.parse(f"devices[{i}]", d) for i, d in enumerate(cfg.devices)),
+        "device_cgroup_rules": tuple(_device_cgroup_rule(f"device_cgroup_rules[{i}]", r)
+                                     for i, r in enumerate(cfg.device_cgroup_rules)),
         "ulimits": tuple(Ulimit.parse(f"ulimits[{i}]", u) for i, u in enumerate(cfg.ulimits)),
         "group_add": tuple(cfg.group_add),
         "oom_score_adj": check_oom_score_adj(cfg.oom_score_adj),
@@ -559,14 +561,24 @@ def normalize_options(cfg: Config) -> dict[str, object]:
     }
 
 
-def device_policy(cfg: Config) -> Any:
-    """The devices cgroup's policy (fastcontain.devices): runc's defaults plus each
-    --device node with its permissions; every device when privileged."""
+def _device_cgroup_rule(field: str, value: object) -> Any:
     from . import devices
 
-    if not cfg.privileged and not cfg.devices:
+    if not isinstance(value, str):
+        raise ConfigError(field, value, "expected a rule such as 'c 1:11 r'")
+    return devices.Rule.parse(field, value)  # "a" (or "a *:* rwm") allows every device, as in docker
+
+
+def device_policy(cfg: Config) -> Any:
+    """The devices cgroup's policy (fastcontain.devices): runc's defaults, the
+    --device-cgroup-rule rules, then each --device node with its permissions; every
+    device when privileged."""
+    from . import devices
+
+    if not cfg.privileged and not cfg.devices and not cfg.device_cgroup_rules:
         return devices.DEFAULT_POLICY
-    return devices.policy([(d.host, d.permissions) for d in cast("tuple[Device, ...]", cfg.devices)], cfg.privileged)
+    return devices.policy([(d.host, d.permissions) for d in cast("tuple[Device, ...]", cfg.devices)], cfg.privileged,
+                          extra=cfg.device_cgroup_rules)
 
 
 def group_ids(group_add: Sequence[str | int], image: Image) -> tuple[int, ...]:

@@ -157,3 +157,9 @@ def test_the_command_line_takes_device_permissions(node: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "fastcontain", "run", "--rm", "--device", f"{node}:/dev/xdev:rwx",
                         "busybox", "true"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "devices[0]" in r.stderr and "r, w and m" in r.stderr, r.stderr
+
+
+def test_a_device_cgroup_rule_allows_numbers(backend: str, node: Path) -> None:
+    # the node comes by a volume; the rule (docker's --device-cgroup-rule) lets it be read
+    text = out(try_open("/leak"), volumes=[f"{node}:/leak"], device_cgroup_rules=["c 240:* r"])
+    assert verdicts(text) == (NO_DRIVER, REFUSED), text

@@ -160,3 +160,12 @@ def test_privileged_leaves_a_device_target_to_its_bind():
     nodes = [n[0] for n in security.host_device_nodes(c)]
     assert "/dev/kmsg" not in nodes and nodes, "bound by --device, not made first"
     assert security.host_device_nodes(Config("busybox")) == []
+
+
+def test_device_cgroup_rules_are_checked_and_added():
+    p = Config("busybox", device_cgroup_rules=["c 13:* rw", "b 8:0 r"]).resources.device_policy
+    assert p.allows("c", 13, 70, "rw") and p.allows("b", 8, 0, "r") and not p.allows("b", 8, 0, "w")
+    assert Config("busybox", device_cgroup_rules=["a *:* rwm"]).resources.device_policy.allows_all
+    with pytest.raises(ConfigError) as e:
+        Config("busybox", device_cgroup_rules=["c 13 rw"])
+    assert e.value.field == "device_cgroup_rules[0]"
