@@ -578,7 +578,7 @@ def device_policy(cfg: Config) -> Any:
     if not cfg.privileged and not cfg.devices and not cfg.device_cgroup_rules:
         return devices.DEFAULT_POLICY
     return devices.policy([(d.host, d.permissions) for d in cast("tuple[Device, ...]", cfg.devices)], cfg.privileged,
-                          extra=cfg.device_cgroup_rules)
+                          extra=cast("tuple[devices.Rule, ...]", cfg.device_cgroup_rules))
 
 
 def group_ids(group_add: Sequence[str | int], image: Image) -> tuple[int, ...]:
