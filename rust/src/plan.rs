@@ -1299,10 +1299,10 @@ mod tests {
         s.namespaces.push("net".into());
         s.userns.as_mut().unwrap().gid_map = vec![(0, 100000, 65536)];
         let m = default_mounts_for(&s, namespaces::clone_flags(&s.namespaces).unwrap());
-        assert_eq!(m, mount::default_mounts(), "its own netns and gid 5 mapped: the usual defaults");
+        assert_eq!(m, mount::default_mounts(false), "its own netns and gid 5 mapped: the usual defaults");
         s.userns = None;
         s.namespaces = vec!["mount".into()];
-        assert_eq!(default_mounts_for(&s, namespaces::clone_flags(&s.namespaces).unwrap()), mount::default_mounts());
+        assert_eq!(default_mounts_for(&s, namespaces::clone_flags(&s.namespaces).unwrap()), mount::default_mounts(false));
     }
 
     #[test]
