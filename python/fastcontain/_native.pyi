@@ -83,7 +83,10 @@ Errors: failures of the child's steps raise fastcontain.errors.SpawnError
 (step, errno, path set); a malformed spec raises fastcontain.errors.ConfigError.
 """
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, final
+
+__all__ = ['spawn', 'plan_mounts', 'Child', 'SeccompProgram', 'compile_seccomp', 'remove_entries',
+           'probe_idmap', 'CAPABILITIES', 'STEPS']
 
 def spawn(spec: Mapping[str, Any]) -> Child:
     """clone3 a container from spec. The GIL is released throughout.
@@ -93,6 +96,7 @@ def spawn(spec: Mapping[str, Any]) -> Child:
     otherwise returns once execve succeeded. Raises SpawnError naming the step.
     With join, the Child returned is the exec'd process (a child of the caller)."""
 
+@final
 class Child:
     @property
     def pid(self) -> int: ...
@@ -137,6 +141,7 @@ class Child:
         """Close the descriptors without killing or reaping a started child: it goes on, and
         is reaped by whoever it is reparented to once we exit (exec --detach). Idempotent."""
 
+@final
 class SeccompProgram:
     """A compiled seccomp profile: a stack of BPF filters, shared by every container."""
     @property

@@ -118,9 +118,9 @@ def _configure_here(name: str, address: str, prefix: int, gateway: str | None) -
             except OSError as e:
                 raise NetnsError(f"setting the {what} {value} of {name} in a prepared network namespace failed: "
                                  f"{_errno.errorcode.get(e.errno or 0, e.errno)} ({e.strerror})") from None
-        req = struct.pack("16sh22x", ifname, 0)
+        ifreq = struct.pack("16sh22x", ifname, 0)
         try:
-            got = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req)
+            got = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq)
             assert isinstance(got, bytes)
             flags = struct.unpack("16sh22x", got)[1]
             fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh22x", ifname, flags | IFF_UP | IFF_RUNNING))
