@@ -68,7 +68,8 @@ class Runner:
     notes: dict[str, object] = field(default_factory=dict)
     # per-step nanoseconds of the runs so far, for runners that can tell (floor, fastcontain)
     steps: list[dict[str, int]] = field(default_factory=list)
-    # run at the end of the bench, inside its leak check (a pool's ready slots go)
+    # run at the end of each bench, inside its leak check (a pool's ready slots go; the
+    # floor's servers finish their last teardown)
     finish: Callable[[], None] | None = None
     pool: object = None  # a Pool runner's pool (its hits and misses)
 
@@ -151,39 +152,20 @@ def fastcontain_runner(rootfs: Path) -> Runner:
     return Runner("fastcontain", run, probe, isolated=True, notes={"how": "fastcontain.run in-process"}, steps=steps)
 
 
-def pool_runner(rootfs: Path) -> Runner:
+def _pooled(name: str, rootfs: Path, how: str, network: str | None = None,
+            after: Callable[[], None] | None = None) -> Runner:
+    """A runner through a ready fastcontain.Pool (FASTCONTAIN_BENCH_POOL slots, 64 by
+    default); `after` runs once the pool is closed."""
     import fastcontain
     from fastcontain import profile
 
-    pool = fastcontain.Pool(str(rootfs), size=int(os.environ.get("FASTCONTAIN_BENCH_POOL", "64")))
-    pool.wait_ready(60)
-    steps: list[dict[str, int]] = []
-
-    def run() -> None:
-        with profile.record() as rec:
-            r = pool.run(["/bin/true"])
-        assert r.returncode == 0, r
-        steps.extend(rec)
-
-    def probe() -> str:
-        return pool.run(["sh", "-c", PROBE], capture_output=True, text=True, check=True).stdout
-
-    return Runner(
-        "fastcontain-pool", run, probe, isolated=True, steps=steps, finish=pool.close,
-        notes={"how": "fastcontain.Pool(size=64).run: state dir, cgroup and netns (lo up) made ahead"},
-        pool=pool,
-    )
-
-
-def pool_bridge_runner(rootfs: Path) -> Runner:
-    """A Pool on a bridge network of the bench's own: each slot's netns has its veth,
-    lease and eth0 address and route made ahead (see pool.py)."""
-    import fastcontain
-    from fastcontain import net, profile
-
-    network = net.create(f"fcbenchpool{os.getpid() % 100000}", subnet="10.213.253.0/24")
-    pool = fastcontain.Pool(str(rootfs), size=int(os.environ.get("FASTCONTAIN_BENCH_POOL", "64")), network=network.name)
-    pool.wait_ready(60)
+    size = int(os.environ.get("FASTCONTAIN_BENCH_POOL", "64"))
+    pool = fastcontain.Pool(str(rootfs), size=size, network=network) if network else fastcontain.Pool(str(rootfs), size=size)
+    try:
+        pool.wait_ready(60)
+    except BaseException:
+        pool.close()
+        raise
     steps: list[dict[str, int]] = []
 
     def run() -> None:
@@ -197,14 +179,31 @@ def pool_bridge_runner(rootfs: Path) -> Runner:
 
     def finish() -> None:
         pool.close()
-        fastcontain.teardown.flush()
-        net.remove(network.name)
+        if after is not None:
+            fastcontain.teardown.flush()
+            after()
 
-    return Runner(
-        "fastcontain-pool-bridge", run, probe, isolated=True, steps=steps, finish=finish,
-        notes={"how": "fastcontain.Pool(network=a bridge).run: veth, lease, eth0 address and route made ahead"},
-        pool=pool,
-    )
+    return Runner(name, run, probe, isolated=True, steps=steps, finish=finish, notes={"how": how}, pool=pool)
+
+
+def pool_runner(rootfs: Path) -> Runner:
+    return _pooled("fastcontain-pool", rootfs,
+                   "fastcontain.Pool(size=64).run: state dir, cgroup and netns (lo up) made ahead")
+
+
+def pool_bridge_runner(rootfs: Path) -> Runner:
+    """A Pool on a bridge network of the bench's own: each slot's netns has its veth,
+    lease and eth0 address and route made ahead (see pool.py)."""
+    from fastcontain import net
+
+    network = net.create(f"fcbenchpool{os.getpid() % 100000}", subnet="10.213.253.0/24")
+    try:
+        return _pooled("fastcontain-pool-bridge", rootfs,
+                       "fastcontain.Pool(network=a bridge).run: veth, lease, eth0 address and route made ahead",
+                       network=network.name, after=lambda: net.remove(network.name))
+    except BaseException:
+        net.remove(network.name)
+        raise
 
 
 def subprocess_runner(rootfs: Path) -> Runner:
@@ -348,7 +347,7 @@ def floor_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
 
     try:
         yield Runner(
-            "floor", run, lambda: floor.once(["sh", "-c", PROBE]), isolated=True, steps=steps,
+            "floor", run, lambda: floor.once(["sh", "-c", PROBE]), isolated=True, steps=steps, finish=floor.sync,
             notes={"how": "benches/floor.c: clone3, overlay, /proc, /sys, /dev, pivot_root, lo, execve, "
                    "wait, teardown", "cgroups": hierarchies or "none (as fastcontain)"},
         )

@@ -371,7 +371,10 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     while (fgets(line, sizeof line, stdin)) {
         line[strcspn(line, "\n")] = 0;
-        if (strncmp(line, "run ", 4)) { printf("err expected 'run ARGV0'\n"); continue; }
+        /* Lines are served in order, so by now the previous container's teardown is done:
+         * "sync" lets a leak check wait for it. */
+        if (!strcmp(line, "sync")) { printf("%s\n", teardown_err[0] ? teardown_err : "ok"); teardown_err[0] = 0; continue; }
+        if (strncmp(line, "run ", 4)) { printf("err expected 'run ARGV0' or 'sync'\n"); continue; }
         char *cargv[] = {line + 4, NULL};
         if (teardown_err[0]) { printf("err teardown of the previous container: %s\n", teardown_err); teardown_err[0] = 0; continue; }
         msg[0] = 0;

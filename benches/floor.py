@@ -142,6 +142,17 @@ class Floor:
         assert reply and reply[0] == "0", f"floor: {' '.join(reply) or 'no answer'}"
         return {k: int(v) for k, v in (kv.split("=") for kv in reply[1:])}
 
+    def sync(self) -> None:
+        """Wait until every server has torn down its last container (their teardown follows
+        their answer): what a leak check needs. Raises with a teardown's failure."""
+        with self._lock:
+            for s in self._servers:
+                assert s.stdin is not None and s.stdout is not None
+                s.stdin.write("sync\n")
+                s.stdin.flush()
+                reply = s.stdout.readline().strip()
+                assert reply == "ok", f"floor: {reply or 'no answer'}"
+
     def once(self, args: list[str]) -> str:
         r = subprocess.run([*self.argv(), "--once", *args], capture_output=True, text=True)
         assert r.returncode == 0, f"floor exited {r.returncode}: {r.stderr.strip()}"

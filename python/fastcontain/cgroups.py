@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, cast
 
+from . import cgroupdir as _cgroupdir
 from . import devices as _devices
 from .errors import CgroupError, ConfigError
 
@@ -434,23 +435,6 @@ def _keyed(path: str) -> dict[str, int] | None:
     return out
 
 
-def _rmdir(path: str, deadline: float) -> None:
-    """rmdir with bounded retries: a cgroup is busy until its last process is reaped."""
-    delay = 0.0005
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            if e.errno != _errno.EBUSY or time.monotonic() > deadline:
-                hint = " (processes are still in it)" if e.errno == _errno.EBUSY else ""
-                raise CgroupError(f"removing the cgroup {path} failed{hint}", path=path, errno=e.errno or 0) from None
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
 def _kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
@@ -616,7 +600,7 @@ class Cgroup:
         errors: list[CgroupError] = []
         for key, d in reversed(list(self.dirs.items())):
             try:
-                _rmdir(d, deadline)
+                _cgroupdir.rmdir(d, deadline)
                 del self.dirs[key]
             except CgroupError as e:
                 errors.append(e)

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import time
+from . import cgroupdir as _cgroupdir
 from . import state as _state
 from .errors import ContainerError
 
@@ -62,28 +63,6 @@ def _alive(record: dict[str, Any]) -> bool:
 
 
 # -- cgroups at cgroupsPath ------------------------------------------------------------------
-
-
-def _rmdir(path: str, deadline: float) -> None:
-    """cgroups._rmdir without importing cgroups (typing, dataclasses: ~15 ms of every
-    `delete`): a cgroup is busy until its last process is reaped."""
-    import errno
-
-    delay = 0.0005
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                from .errors import CgroupError
-
-                hint = " (processes are still in it)" if e.errno == errno.EBUSY else ""
-                raise CgroupError(f"removing the cgroup {path} failed{hint}", path=path, errno=e.errno or 0) from None
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
 class OciCgroup:
@@ -175,7 +154,7 @@ class OciCgroup:
             self.kill_all()
         deadline = time.monotonic() + 5
         for d in reversed(list(self.dirs.values())):
-            _rmdir(d, deadline)
+            _cgroupdir.rmdir(d, deadline)
         self.dirs.clear()
 
     def kill_all(self) -> None:

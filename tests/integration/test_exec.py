@@ -13,18 +13,9 @@ import fastcontain
 from fastcontain.errors import ContainerError, SpawnError, TimeoutExpired
 from fastcontain.exec import ExecResult, ExecStream
 
-from .util import LIMIT
+from .util import KEEP, LIMIT, wait_ready
 
 pytestmark = pytest.mark.privileged
-
-KEEP = "echo written-by-pid1 > /tmp/mark; echo ready; exec sleep 1000"
-
-
-def wait_ready(c) -> None:
-    deadline = time.monotonic() + LIMIT
-    while b"ready" not in c.logs() and time.monotonic() < deadline:
-        time.sleep(0.01)
-
 
 @pytest.fixture
 def running():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,18 @@ ALL_NAMESPACES = ("mount", "pid", "uts", "ipc", "net", "cgroup")
 # hanging the run (the container is then removed by force); never reached when it works.
 LIMIT = 120
 NS_FILES = {"mount": "mnt", "pid": "pid", "uts": "uts", "ipc": "ipc", "net": "net", "cgroup": "cgroup"}
+
+
+# A container that marks its /tmp, says "ready" in its log and stays up: what the exec
+# tests join (wait_ready(c) first).
+KEEP = "echo written-by-pid1 > /tmp/mark; echo ready; exec sleep 1000"
+
+
+def wait_ready(c: Any) -> None:
+    """Until c.logs() shows KEEP's "ready" (bounded by LIMIT)."""
+    deadline = time.monotonic() + LIMIT
+    while b"ready" not in c.logs() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def sh(script: str, image: str = "busybox", **options: Any) -> subprocess.CompletedProcess[str]:
