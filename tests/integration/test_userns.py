@@ -14,7 +14,7 @@ import pytest
 import fastcontain
 from fastcontain import ConfigError, security
 
-from .util import LIMIT, out
+from .util import LIMIT, out, subid_file
 
 pytestmark = pytest.mark.privileged
 BASE = 3_000_000  # this test's own range, from its own subuid file
@@ -22,11 +22,7 @@ BASE = 3_000_000  # this test's own range, from its own subuid file
 
 @pytest.fixture(autouse=True)
 def subid_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    f = tmp_path / "subuid"
-    f.write_text(f"someone:100000:65536\n{security.SUBID_USER}:{BASE}:65536\n")
-    monkeypatch.setenv(security.SUBUID_ENV, str(f))
-    monkeypatch.setenv(security.SUBGID_ENV, str(f))
-    return f
+    return subid_file(tmp_path / "subuid", monkeypatch, BASE, others="someone:100000:65536\n")
 
 
 def host_ids(pid: int) -> tuple[str, str]:

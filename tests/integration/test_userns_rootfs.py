@@ -19,18 +19,15 @@ import fastcontain.images as images
 import imagetools
 from fastcontain import security, state, userns
 
-from .util import LIMIT, out
+from .util import LIMIT, out, subid_file
 
 pytestmark = pytest.mark.privileged
 BASE = 3_100_000  # this file's own range, from its own subuid file
 
 
 @pytest.fixture(autouse=True)
-def subid_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    f = tmp_path / "subuid"
-    f.write_text(f"{security.SUBID_USER}:{BASE}:65536\n")
-    monkeypatch.setenv(security.SUBUID_ENV, str(f))
-    monkeypatch.setenv(security.SUBGID_ENV, str(f))
+def subids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    subid_file(tmp_path / "subuid", monkeypatch, BASE)
 
 
 @pytest.fixture

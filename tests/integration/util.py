@@ -32,6 +32,18 @@ def wait_ready(c: Any) -> None:
         time.sleep(0.01)
 
 
+def subid_file(path: Path, monkeypatch: Any, base: int, others: str = "") -> Path:
+    """A subuid/subgid-style file at `path` giving fastcontain's user the range
+    base..base+65535 (after the lines `others`), used for both uids and gids through the
+    environment (so the host's /etc/subuid is never read or touched)."""
+    from fastcontain import security
+
+    path.write_text(f"{others}{security.SUBID_USER}:{base}:65536\n")
+    monkeypatch.setenv(security.SUBUID_ENV, str(path))
+    monkeypatch.setenv(security.SUBGID_ENV, str(path))
+    return path
+
+
 def sh(script: str, image: str = "busybox", **options: Any) -> subprocess.CompletedProcess[str]:
     """Run `sh -c script` in a container, capture text output, require exit status 0."""
     options.setdefault("timeout", LIMIT)
