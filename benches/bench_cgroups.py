@@ -5,46 +5,30 @@ controllers: the child waits while its pid is written, and pays the v1 attach), 
 also after 50 ms of idle (the first v1 attach after idle waits for an RCU grace
 period); and the cgroup's own set-up and teardown (Manager.create + Cgroup.remove)
 without a process; Container.stats() of a running container; and the device rules
-by each backend (test_device_rules_cost). The summary gives each median and its ratio
-to the plain run."""
+by each backend (test_device_rules_cost). The summary gives each median as a ratio to
+the plain run's (the device rules' to the run without them)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
+import report
 
 import fastcontain
 from fastcontain import cgroups, state
 
 LIMITS: dict[str, Any] = {"memory": "64m", "pids_limit": 64, "cpus": 1.0}
 CASES = ("run", "run+limits", "run, idle before", "run+limits, idle before", "cgroup", "cgroup+limits")
-SUMMARY = CASES + ("stats(), no limits", "stats(), limits") + tuple(
-    f"devices {b}{i}" for i in ("", ", idle before") for b in ("none", "bpf", "v1"))
+DEVICES = tuple(f"devices {b}{i}" for i in ("", ", idle before") for b in ("none", "bpf", "v1"))
 IDLE = 0.05
-
-_medians: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    if tr is None or not _medians:
-        return
-    layout = cgroups.manager().host.layout
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    assert capture is not None
-    with capture.global_and_fixture_disabled():  # the teardown's output is captured otherwise
-        tr.write_line("")
-        tr.write_sep("=", f"cgroup cost per container ({layout} host), ratio to a plain run")
-        base = _medians.get("run")
-        for name in SUMMARY:
-            if name in _medians:
-                ratio = f"{_medians[name] / base:6.2f}x run" if base else ""
-                tr.write_line(f"{name:26} median {_medians[name] * 1e3:8.3f} ms  {ratio}")
+COST, STATS, RULES = ("cgroup set-up and teardown per container", "Container.stats() of a running container",
+                      "device rules per container")
+report.declare(COST, base="run", order=CASES)
+report.declare(STATS, base="run", base_group=COST)
+report.declare(RULES, base="devices none", order=DEVICES)
 
 
 def _cgroup_cycle(res: cgroups.Resources) -> Callable[[], None]:
@@ -59,7 +43,7 @@ def _cgroup_cycle(res: cgroups.Resources) -> Callable[[], None]:
 
 @pytest.mark.parametrize("case", CASES)
 def test_cgroup_cost(benchmark: Any, rootfs: Path, case: str) -> None:
-    benchmark.group = "cgroup set-up and teardown per container"
+    benchmark.group = COST
     image = str(rootfs)
     limits = LIMITS if "limits" in case else {}
     if case.startswith("cgroup"):
@@ -77,22 +61,22 @@ def test_cgroup_cost(benchmark: Any, rootfs: Path, case: str) -> None:
         benchmark.pedantic(fn, setup=lambda: time.sleep(IDLE), rounds=20, iterations=1)
     else:
         benchmark(fn)
-    benchmark.extra_info.update({"case": case, "layout": cgroups.manager().host.layout, "correct": True})
-    if benchmark.stats:
-        _medians[case] = benchmark.stats.stats.median
+    layout = cgroups.manager().host.layout
+    benchmark.extra_info.update({"case": case, "layout": layout, "correct": True})
+    report.declare(COST, base="run", order=CASES, note=f"on this {layout} host, as ratios to a plain run")
+    report.record(benchmark, case)
 
 
 @pytest.mark.parametrize("limited", [False, True], ids=["no limits", "limits"])
 def test_stats_cost(benchmark: Any, rootfs: Path, limited: bool) -> None:
     """Container.stats() on a running container: a handful of small cgroup file reads."""
-    benchmark.group = "Container.stats() of a running container"
+    benchmark.group = STATS
     with fastcontain.Container.create(str(rootfs), ["sleep", "60"], **(LIMITS if limited else {})) as c:
         c.start()
         s = benchmark(c.stats)
         assert s["pids_current"] == 1 and s["oom_kills"] in (0, None)
         benchmark.extra_info.update({"correct": True, "stats": s})
-        if benchmark.stats:
-            _medians[f"stats(), {'limits' if limited else 'no limits'}"] = benchmark.stats.stats.median
+        report.record(benchmark, f"stats(), {'limits' if limited else 'no limits'}")
 
 
 # -- device rules ---------------------------------------------------------------------------
@@ -115,7 +99,7 @@ def test_device_rules_cost(benchmark: Any, rootfs: Path, backend: str, idle: boo
 
     from fastcontain import devices
 
-    benchmark.group = "device rules per container"
+    benchmark.group = RULES
     mgr = cgroups.manager()
     ours = os.path.join(mgr.host.mount("devices"), mgr.parent) if "devices" in mgr.host.v1 else None
     made = ours is not None and not os.path.isdir(ours)
@@ -146,5 +130,4 @@ def test_device_rules_cost(benchmark: Any, rootfs: Path, backend: str, idle: boo
             mgr._ready.pop("devices", None)
     name = f"devices {backend}" + (", idle before" if idle else "")
     benchmark.extra_info.update({"case": name, "layout": mgr.host.layout, "correct": True})
-    if benchmark.stats:
-        _medians[name] = benchmark.stats.stats.median
+    report.record(benchmark, name)

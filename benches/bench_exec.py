@@ -4,7 +4,7 @@ pidfd check, exec.json, seccomp), by `fastcontain exec` as a whole process (what
 user waits for), and by util-linux `nsenter --all` of the same namespaces as a whole
 process (a floor for a command that joins and execs, without cgroup or security).
 Each runner checks its run was inside the container (its pid namespace) once, and
-that every timed run exited 0. The session ends with each median as a ratio to the
+that every timed run exited 0. The summary gives each median as a ratio to the
 in-process exec's."""
 
 from __future__ import annotations
@@ -18,25 +18,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import report
 
+GROUP = "exec /bin/true into a running container"
 RUNNERS = ("exec_run", "detached.exec_run", "fastcontain exec (CLI)", "nsenter --all")
 CLI = [str(Path(sys.executable).parent / "fastcontain"), "exec"]
-_medians: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    base = _medians.get("exec_run")
-    if tr is None or base is None:
-        return
-    tr.write_line("")
-    tr.write_line("exec /bin/true into a running container (medians)")
-    for name in RUNNERS:
-        if name in _medians:
-            m = _medians[name]
-            tr.write_line(f"  {name:24} {m * 1e3:8.3f} ms  {m / base:6.2f}x exec_run")
+report.declare(GROUP, base="exec_run", order=RUNNERS)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +80,7 @@ def test_exec(benchmark: Any, targets: tuple[Any, Any], name: str) -> None:
     init = detached.pid if name != "exec_run" else owned.pid
     inside = probe() == os.readlink(f"/proc/{init}/ns/pid")
     assert inside, f"{name} did not run in the container's pid namespace"
-    benchmark.group = "exec /bin/true into a running container"
+    benchmark.group = GROUP
     benchmark.extra_info.update(runner=name, correct=inside)
     benchmark(run)
-    if benchmark.stats:
-        _medians[name] = benchmark.stats.stats.median
+    report.record(benchmark, name)

@@ -3,8 +3,8 @@ bench_spawn, with network none (the default: its own netns with lo up), host, a 
 network (veth in one netlink call, eth0 set by the child, lease, DNS files), a bridge
 network with a published port (one nftables map element in, one out), and joining a
 running bridged container's netns (container:NAME), which is what a pool of namespaces
-prepared ahead of time would cost. Each bench records its median's ratio to none's
-(`ratio_to_none` in its extra_info: none runs first); the table shows them against the fastest.
+prepared ahead of time would cost. The summary gives each median as a ratio to none's
+(also `ratio_to_none` in each extra_info: none runs first).
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import report
 
 import fastcontain
 from fastcontain import net
 
 MODES = ("none", "host", "bridge", "bridge+port", "join")
-_medians: dict[str, float] = {}
+GROUP = "network mode, /bin/true"
+POOLED = "pooled: isolated and bridged, /bin/true from ready slots"
+report.declare(GROUP, base="none", order=MODES)
+report.declare(POOLED, base="fastcontain-pool")
 
 
 @pytest.fixture
@@ -34,7 +38,7 @@ def network() -> Iterator[net.Network]:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_network_mode(benchmark: Any, mode: str, rootfs: Path, network: net.Network) -> None:
-    benchmark.group = "network mode, /bin/true"
+    benchmark.group = GROUP
     image = str(rootfs)
     options: dict[str, Any] = {"network": network.name if mode.startswith("bridge") else mode}
     if mode == "bridge+port":
@@ -59,16 +63,11 @@ def test_network_mode(benchmark: Any, mode: str, rootfs: Path, network: net.Netw
             assert r.returncode == 0, r
 
         benchmark(run)
-        if benchmark.stats:
-            _medians[mode] = benchmark.stats.stats.median
-            if "none" in _medians:
-                benchmark.extra_info["ratio_to_none"] = round(_medians[mode] / _medians["none"], 2)
+        report.record(benchmark, mode)
     finally:
         if keeper is not None:
             keeper.remove(force=True)
 
-
-_pooled: dict[str, float] = {}
 
 
 @pytest.mark.parametrize("runner", ["fastcontain-pool", "fastcontain-pool-bridge"], indirect=True)
@@ -78,15 +77,13 @@ def test_pooled_bridge_beside_isolated(benchmark: Any, runner: Any) -> None:
     three quarters of their pool's ready slots, each round after the refill caught up,
     so this is the start of a container from a ready slot, not the refill's rate (which
     bench_spawn's runs of the same runners include)."""
-    benchmark.group = "pooled: isolated and bridged, /bin/true from ready slots"
+    benchmark.group = POOLED
     benchmark.extra_info.update(runner.check())
     pool = runner.pool
     pool.wait_ready(60)
     rounds = max(1, pool.size * 3 // 4)
     benchmark.pedantic(runner.run, setup=lambda: None, rounds=rounds, iterations=1, warmup_rounds=0)
     benchmark.extra_info.update({"pool_hits": pool.hits, "pool_misses": pool.misses})
-    if benchmark.stats:
-        _pooled[runner.name] = benchmark.stats.stats.median
-        if "fastcontain-pool" in _pooled and runner.name == "fastcontain-pool-bridge":
-            benchmark.extra_info["bridge_minus_isolated_ms"] = round(
-                (_pooled[runner.name] - _pooled["fastcontain-pool"]) * 1e3, 3)
+    isolated = report.median(POOLED, "fastcontain-pool")
+    if benchmark.stats and isolated and runner.name == "fastcontain-pool-bridge":
+        benchmark.extra_info["bridge_minus_isolated_ms"] = round((benchmark.stats.stats.median - isolated) * 1e3, 3)

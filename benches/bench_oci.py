@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import report
 
 from conftest import HYBRID_V2, OCI_NAMESPACES, private_mount_ns_without_unified, setns_mount
 
 OCI_RUNNERS = ("fastcontain-oci", "crun", "runc")
+RUN = "OCI runtime: <runtime> run of /bin/true, whole process"
+report.declare(RUN, base="fastcontain-oci", order=OCI_RUNNERS)
 _ids = count()
 
 
@@ -88,13 +91,16 @@ def oci_runner(request: pytest.FixtureRequest, rootfs: Path, workdir: Path) -> C
 
 
 def test_oci_run_true(benchmark: Any, oci_runner: Callable[[], None]) -> None:
-    benchmark.group = "OCI runtime: <runtime> run of /bin/true, whole process"
+    benchmark.group = RUN
     benchmark.extra_info["runner"] = oci_runner.tool  # type: ignore[attr-defined]
     benchmark(oci_runner)
     benchmark.extra_info["correct"] = True
+    report.record(benchmark, oci_runner.tool)  # type: ignore[attr-defined]
 
 
 LIFECYCLE = ("create", "start", "state", "kill", "delete")
+for _verb in LIFECYCLE:
+    report.declare(f"OCI runtime: <runtime> {_verb}, whole process", base="fastcontain-oci", order=OCI_RUNNERS)
 
 
 @pytest.mark.parametrize("verb", LIFECYCLE)
@@ -155,3 +161,4 @@ def test_oci_lifecycle(benchmark: Any, request: pytest.FixtureRequest, rootfs: P
             subprocess.run([*base, "delete", "--force", names.pop()], stdin=subprocess.DEVNULL,
                            capture_output=True, **kw)
     benchmark.extra_info["correct"] = True
+    report.record(benchmark, tool)

@@ -1,35 +1,21 @@
 """What a user namespace costs at start: one /bin/true through fastcontain.run on the
 embedded busybox image without a user namespace, with userns="auto" over idmapped
 layers (the parent builds the overlay: fastcontain/userns.py), and over the chowned
-copies of the layers (the fallback, $FASTCONTAIN_IDMAP=0, its cache warm). The session
-ends with each median and its ratio to the run without a user namespace."""
+copies of the layers (the fallback, $FASTCONTAIN_IDMAP=0, its cache warm). The summary
+gives each median as a ratio to the run without a user namespace."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import report
 
+GROUP = "spawn /bin/true: user namespaces"
 MODES = ("no userns", "userns idmap", "userns copies")
-_medians: dict[str, float] = {}
 BASE = 3_300_000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    base = _medians.get("no userns")
-    if tr is None or base is None:
-        return
-    tr.write_line("")
-    tr.write_line("userns: one /bin/true per run on busybox, against no user namespace")
-    for mode in MODES:
-        if mode in _medians:
-            m = _medians[mode]
-            tr.write_line(f"  {mode:15} median {m * 1e3:7.3f} ms  {m / base:5.2f}x")
+report.declare(GROUP, base="no userns", order=MODES)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -48,7 +34,7 @@ def test_spawn_with_userns(benchmark: Any, mode: str, tmp_path: Path, monkeypatc
                         capture_output=True, text=True, check=True, **options)
     expected = ["0", "0"] + (["0", "0", "4294967295"] if mode == "no userns" else ["0", str(BASE), "65536"])
     assert r.stdout.split() == expected, r.stdout
-    benchmark.group = "spawn /bin/true: user namespaces"
+    benchmark.group = GROUP
     benchmark.extra_info.update(mode=mode, correct=True)
 
     def run() -> None:
@@ -56,5 +42,4 @@ def test_spawn_with_userns(benchmark: Any, mode: str, tmp_path: Path, monkeypatc
         assert r.returncode == 0, r
 
     benchmark(run)
-    if benchmark.stats:
-        _medians[mode] = benchmark.stats.stats.median
+    report.record(benchmark, mode)
