@@ -1,5 +1,6 @@
 """What tests/conftest.py and benches/conftest.py share: per-session runtime and store
-folders, and the leak check wrapped around each privileged test or bench."""
+folders, the leak check wrapped around each privileged test or bench, the name of a
+test's own cgroup parent, and many containers from several threads."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -141,6 +143,35 @@ def warm_up() -> None:
         nft.host()
     except Exception:
         pass
+
+
+def threaded(threads: int, per_thread: int, one: Callable[[int], None]) -> list[float]:
+    """`one(j)` for j in range(per_thread) on each of `threads` threads at once; the
+    latencies in the order they ended (so a first and last thousand mean what they say).
+    The first failure of any thread is raised once all have stopped."""
+    errors: list[BaseException] = []
+    times: list[tuple[float, float]] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            for j in range(per_thread):
+                t = time.perf_counter()
+                one(j)
+                end = time.perf_counter()
+                with lock:
+                    times.append((end, end - t))
+        except BaseException as e:  # raised below, from the calling thread
+            errors.append(e)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if errors:
+        raise errors[0]
+    return [dt for _, dt in sorted(times)]
 
 
 def flush_teardowns() -> None:

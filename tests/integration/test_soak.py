@@ -23,6 +23,7 @@ import pytest
 import fastcontain
 import leakcheck
 from fastcontain import net
+from harness import threaded
 
 from . import nettools
 
@@ -71,34 +72,6 @@ def report(name: str, times: list[float]) -> None:
     first, last = statistics.median(times[:k]), statistics.median(times[-k:])
     print(f"\nsoak {name}: {len(times)} containers, p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms "
           f"({p99 / p50:.1f}x), max {s[-1] * 1e3:.1f} ms, first {k} {first * 1e3:.2f} ms, last {k} {last * 1e3:.2f} ms")
-
-
-def threaded(threads: int, per_thread: int, one: Callable[[int], None]) -> list[float]:
-    """`one(i)` per_thread times on each of `threads` threads; the latencies in the order
-    they ended (so first and last thousand mean what they say)."""
-    errors: list[BaseException] = []
-    times: list[tuple[float, float]] = []
-    lock = threading.Lock()
-
-    def work() -> None:
-        try:
-            for j in range(per_thread):
-                t = time.perf_counter()
-                one(j)
-                end = time.perf_counter()
-                with lock:
-                    times.append((end, end - t))
-        except BaseException as e:
-            errors.append(e)
-
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert errors == [], errors[:3]
-    assert len(times) == threads * per_thread
-    return [dt for _, dt in sorted(times)]
 
 
 def settled(view: Callable[[], dict[str, object]], within: float = 20.0) -> dict[str, object]:
