@@ -76,13 +76,20 @@ def open_session(base: str | None = None) -> SessionDirs:
     dirs = SessionDirs(
         root=tempfile.mkdtemp(prefix="fastcontain-root-", dir=base),
         store=tempfile.mkdtemp(prefix="fastcontain-store-"),
-        cgroup_parent=f"fastcontain-test-{os.getpid()}-{secrets.token_hex(3)}",
+        cgroup_parent=cgroup_parent_name(),
         saved_env=tuple((k, os.environ.get(k)) for k in (ENV_ROOT, ENV_STORE, ENV_CGROUP_PARENT)),
     )
     os.environ[ENV_ROOT] = dirs.root
     os.environ[ENV_STORE] = dirs.store
     os.environ[ENV_CGROUP_PARENT] = dirs.cgroup_parent
     return dirs
+
+
+def cgroup_parent_name(pid: int | None = None) -> str:
+    """A cgroup parent of a test's own, `fastcontain-test-PID-HEX` with this process's pid:
+    the name the package sweeps when empty and its process is gone
+    (cgroups.Manager.sweep_session_parents), so a killed run's parents do not stay."""
+    return f"fastcontain-test-{os.getpid() if pid is None else pid}-{secrets.token_hex(3)}"
 
 
 def close_session(dirs: SessionDirs) -> None:

@@ -9,6 +9,7 @@ import pytest
 import fastcontain
 
 import leakcheck
+from harness import cgroup_parent_name
 
 from .util import LIMIT
 
@@ -63,12 +64,15 @@ def test_empty_parents_of_dead_test_sessions_are_swept():
     busy = os.path.join(base, f"fastcontain-test-{gone.pid}-def456")
     alive = os.path.join(base, f"fastcontain-test-{os.getpid()}-0a1b2c")
     other = os.path.join(base, f"fastcontain-test-{gone.pid}-not-ours")
-    made = [dead, busy, os.path.join(busy, "child"), alive, other]
+    # as the engines tests name podman's and containerd's parents (tests/harness.py)
+    engine = os.path.join(base, cgroup_parent_name(gone.pid))
+    made = [dead, busy, os.path.join(busy, "child"), alive, other, engine]
     try:
         for d in made:
             os.mkdir(d)
         removed = mgr.sweep_session_parents()
         assert dead in removed and not os.path.exists(dead)
+        assert engine in removed and not os.path.exists(engine)
         # not empty, still running, or not named as a session's: left alone
         assert all(os.path.isdir(d) for d in (busy, alive, other)), removed
     finally:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import cgroup_parent_name
+
 from .util import build_busybox_image
 
 pytestmark = pytest.mark.privileged
@@ -126,8 +128,9 @@ graphroot = "{w}/graphroot"
 @pytest.fixture
 def pm(podman: Podman) -> Iterator[Podman]:
     """podman with a cgroup parent of this test's own (conmon's cgroups go there too),
-    removed before the leak check looks."""
-    parent = f"fastcontain-podman-{secrets.token_hex(4)}"
+    removed before the leak check looks; named so that, left empty by a killed run, the
+    package's sweep of dead test sessions' parents removes it."""
+    parent = cgroup_parent_name()
     yield Podman(podman.env, podman.image, f"/{parent}")
     remove_cgroups(parent)
 
@@ -277,8 +280,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 @pytest.fixture
 def ctrd(containerd: Containerd) -> Iterator[Containerd]:
     """A containerd namespace of this test's own; it is also the cgroup parent of its
-    containers (cgroupsPath /<namespace>/<id>), removed before the leak check looks."""
-    namespace = f"fastcontain-test-{secrets.token_hex(4)}"
+    containers (cgroupsPath /<namespace>/<id>), removed before the leak check looks, and
+    named as podman's (swept when a killed run left it empty)."""
+    namespace = cgroup_parent_name()
     c = Containerd(containerd.address, namespace, containerd.rootfs)
     yield c
     for task in c.ctr("task", "ls", "-q").stdout.split():
