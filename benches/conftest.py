@@ -4,11 +4,13 @@ fastcontain, crun, runc, bubblewrap, and a plain subprocess without namespaces.
 
 Each runner checks every run it times (exit status 0) and, once, that it really is
 isolated (the probe), recording both in benchmark.extra_info. Runners whose binary is
-missing are skipped with the reason. The session ends with each runner's median as a
-ratio to the floor's and to fastcontain's, the per-step breakdown of the floor and of
-fastcontain, and (with --benchmark-json) a picture of each runner's latency
-distribution beside the JSON. `pytest benches --benchmark-disable` runs each one once:
-the benches double as tests, each inside the same leak check as the privileged tests.
+missing are skipped with the reason. `runner` is one of them per test; `runners` all of
+them at once (the interleaved benches, bench_ratios.py), the missing ones named. The
+session ends with report.py's tables: each runner's median as a ratio to the floor's
+and to fastcontain's, the per-step breakdown of the floor and of fastcontain, and (with
+--benchmark-json) a picture of each runner's latency distribution beside the JSON.
+`pytest benches --benchmark-disable` runs each one once: the benches double as tests,
+each inside the same leak check as the privileged tests.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ class Runner:
     # floor's servers finish their last teardown)
     finish: Callable[[], None] | None = None
     pool: object = None  # a Pool runner's pool (its hits and misses)
+    # waits for what the runner defers past its answer (fastcontain's background teardown,
+    # a pool's refill, the floor's teardown), so the interleaved benches charge it to
+    # nobody (latency) or to this runner (throughput), never to the next runner
+    settle: Callable[[], None] | None = None
 
     def check(self) -> dict[str, object]:
         """Run the probe once; assert the isolation is what the runner claims."""
@@ -149,7 +155,8 @@ def fastcontain_runner(rootfs: Path) -> Runner:
         r = fastcontain.run(image, ["sh", "-c", PROBE], capture_output=True, text=True, check=True)
         return r.stdout
 
-    return Runner("fastcontain", run, probe, isolated=True, notes={"how": "fastcontain.run in-process"}, steps=steps)
+    return Runner("fastcontain", run, probe, isolated=True, notes={"how": "fastcontain.run in-process"}, steps=steps,
+                  settle=fastcontain.teardown.flush)
 
 
 def _pooled(name: str, rootfs: Path, how: str, network: str | None = None,
@@ -177,13 +184,18 @@ def _pooled(name: str, rootfs: Path, how: str, network: str | None = None,
     def probe() -> str:
         return pool.run(["sh", "-c", PROBE], capture_output=True, text=True, check=True).stdout
 
+    def settle() -> None:
+        fastcontain.teardown.flush()
+        pool.wait_ready(60)
+
     def finish() -> None:
         pool.close()
         if after is not None:
             fastcontain.teardown.flush()
             after()
 
-    return Runner(name, run, probe, isolated=True, steps=steps, finish=finish, notes={"how": how}, pool=pool)
+    return Runner(name, run, probe, isolated=True, steps=steps, finish=finish, notes={"how": how}, pool=pool,
+                  settle=settle)
 
 
 def pool_runner(rootfs: Path) -> Runner:
@@ -348,6 +360,7 @@ def floor_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
     try:
         yield Runner(
             "floor", run, lambda: floor.once(["sh", "-c", PROBE]), isolated=True, steps=steps, finish=floor.sync,
+            settle=floor.sync,
             notes={"how": "benches/floor.c: clone3, overlay, /proc, /sys, /dev, pivot_root, lo, execve, "
                    "wait, teardown", "cgroups": hierarchies or "none (as fastcontain)"},
         )
@@ -355,28 +368,75 @@ def floor_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
         floor.close()
 
 
-@pytest.fixture(params=RUNNERS)
-def runner(request: pytest.FixtureRequest, rootfs: Path) -> Runner:
-    name = request.param
+def make_runner(request: pytest.FixtureRequest, name: str) -> Runner:
+    """The runner called `name`; pytest.skip (with the reason) where it is not installed."""
     if name in ("crun", "runc", "floor"):
         return request.getfixturevalue(f"{name}_setup")
+    rootfs = request.getfixturevalue("rootfs")
     return {
         "fastcontain": fastcontain_runner, "fastcontain-pool": pool_runner, "fastcontain-pool-bridge": pool_bridge_runner,
         "subprocess": subprocess_runner, "bwrap": bwrap_runner,
     }[name](rootfs)
 
 
+@pytest.fixture(params=RUNNERS)
+def runner(request: pytest.FixtureRequest) -> Runner:
+    return make_runner(request, request.param)
+
+
+@dataclass
+class Runners:
+    """Several runners at once, for the interleaved benches: those installed, in RUNNERS'
+    order, and why each of the others is missing."""
+    ready: list[Runner]
+    skipped: dict[str, str]  # name -> why it is not here
+
+
+@pytest.fixture
+def runners(request: pytest.FixtureRequest) -> Iterator[Runners]:
+    """Every runner of RUNNERS (or of the names in request.param: indirect parametrizing);
+    their finish() runs inside the leak check, as for `runner`."""
+    names = getattr(request, "param", RUNNERS)
+    made = Runners([], {})
+    try:
+        for name in names:
+            try:
+                made.ready.append(make_runner(request, name))
+            except pytest.skip.Exception as e:
+                made.skipped[name] = str(e.msg)
+    except BaseException:
+        _finish(made.ready)
+        raise
+    yield made
+
+
+def _finish(runners: list[Runner]) -> None:
+    """Each runner's finish(), all of them even when one fails (the first failure raised)."""
+    failed: BaseException | None = None
+    for r in runners:
+        try:
+            if r.finish is not None:
+                r.finish()
+        except BaseException as e:
+            failed = failed or e
+    if failed is not None:
+        raise failed
+
+
 @pytest.fixture(autouse=True)
 def _leak_check_and_record(request: pytest.FixtureRequest) -> Iterator[None]:
-    # Set up after the runner's session resources (crun's namespace fd is no leak) and
+    # Set up after the runners' session resources (crun's namespace fd is no leak) and
     # after one fastcontain run (the busybox store, caches); then the runner's result.
     runner = request.getfixturevalue("runner") if "runner" in request.fixturenames else None
+    several = request.getfixturevalue("runners") if "runners" in request.fixturenames else None
+    owned = [runner] if runner is not None else several.ready if several is not None else []
     bench = request.getfixturevalue("benchmark") if "benchmark" in request.fixturenames else None
     harness.warm_up()
     with harness.leak_checked(harness.session().root):
-        yield
-        if runner is not None and runner.finish is not None:
-            runner.finish()
+        try:
+            yield
+        finally:
+            _finish(owned)
     if runner is not None and bench is not None and bench.extra_info.get("correct"):
         report.record(bench, runner.name, runner.steps)
         runner.steps.clear()
