@@ -146,6 +146,8 @@ def test_spawn_interleaved(benchmark: Any, runners: Any, request: pytest.Fixture
                            **({"steps_us": {k: v / 1e3 for k, v in e["steps"].items()}} if "steps" in e else {})}
         if "floor" in times:
             summary[r.name]["ratio_to_floor"] = e["median"] / statistics.median(times["floor"])
+        if r.pool is not None:  # slots taken ready, and made on the spot
+            summary[r.name].update(pool_hits=r.pool.hits, pool_misses=r.pool.misses)  # type: ignore[attr-defined]
     ratios = {f"{num}/{den}": g for num, den, how, goal in LATENCY_GOALS
               if (g := goal_ratio(times, num, den, how, goal)) is not None}
     benchmark.extra_info.update(correct=True, rounds=n, runners=summary, ratios=ratios,

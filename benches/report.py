@@ -78,7 +78,14 @@ def record(bench: Any, name: str, steps: Iterable[dict[str, int]] = (), *, group
     return entry
 
 
-def _row(name: str, e: dict[str, Any], g: Group, base: float | None, width: int) -> str:
+SPREAD = 24  # the width of " p90 ... p99 ..."
+
+
+def _spread(e: dict[str, Any]) -> str:
+    return f" p90 {e['p90'] * 1e3:7.3f} p99 {e['p99'] * 1e3:7.3f}" if "p99" in e and e.get("rounds", 0) >= 20 else ""
+
+
+def _row(name: str, e: dict[str, Any], g: Group, base: float | None, width: int, spread: int) -> str:
     flat = e.get("flatness")
     if flat is not None:
         return (f"{name:{width}} {flat['count']} in a row: p50 {flat['p50_ms']:.2f} ms, p99 {flat['p99_ms']:.2f} ms "
@@ -89,11 +96,10 @@ def _row(name: str, e: dict[str, Any], g: Group, base: float | None, width: int)
     if rate is not None:
         return (f"{name:{width}} {rate:8.1f} containers/s with {e.get('threads')} threads "
                 f"(median round {m:.3f} s), correct={e.get('correct')}")
-    spread = f" p90 {e['p90'] * 1e3:7.3f} p99 {e['p99'] * 1e3:7.3f}" if "p99" in e and e.get("rounds", 0) >= 20 else ""
     ratio = f"{m / base:6.2f}x {g.base}" if base and name != g.base else ""
     ours = g.entries.get(g.versus or "", {}).get("median")
     versus = f"{m / ours:6.2f}x {g.versus}" if ours and name != g.versus else ""
-    return (f"{name:{width}} median {m * 1e3:7.3f}{spread} ms {ratio:>{len(g.base or '') + 8}}"
+    return (f"{name:{width}} median {m * 1e3:7.3f}{_spread(e).ljust(spread)} ms {ratio:>{len(g.base or '') + 8}}"
             f" {versus:>{len(g.versus or '') + 8}}  ({e.get('rounds')} rounds, correct={e.get('correct')})")
 
 
@@ -113,9 +119,10 @@ def summary(tr: pytest.TerminalReporter, config: pytest.Config, order: tuple[str
             tr.write_line(f"ran once each (benchmarks disabled): {', '.join(once)}; "
                           + (f"not marked correct: {', '.join(wrong)}" if wrong else "all correct"))
         width = max(len(n) for n in names)
+        spread = SPREAD if any(_spread(e) for e in g.entries.values()) else 0
         for name in names:
             if name not in once:
-                tr.write_line(_row(name, g.entries[name], g, base, width))
+                tr.write_line(_row(name, g.entries[name], g, base, width, spread))
         for name in names:
             s = g.entries[name].get("steps")
             if s:
