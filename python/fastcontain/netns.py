@@ -1,13 +1,24 @@
-"""Network namespaces made ahead of their container, for warm pools.
+"""Network namespaces made ahead of their container, and reused.
 
 Creating a network namespace is the most expensive part of a container's clone here
-(~0.5 ms of the kernel's time, FACTS.md); a pool pays it on its refill thread instead:
-`loopback()` unshares a new one on this module's own thread, brings `lo` up in it and
-keeps a descriptor; `configure()` sets a veth end's address and route in one from the
-same thread, which joins it first. No thread anything else uses changes namespace.
-The container's init joins it with setns (the spec's `netns_fd`) instead of a
-CLONE_NEWNET; once the caller closed its descriptor, the namespace lives exactly as
-long as the container.
+(~0.5 ms of the kernel's time, and ~0.4 ms more of deferred cleanup on a kworker once
+it is gone, FACTS.md). Two ways around it:
+
+- made ahead (warm pools): `loopback()` unshares a new one on this module's own
+  thread, brings `lo` up in it and keeps a descriptor; `configure()` sets a veth end's
+  address and route in one from the same thread, which joins it first.
+- reused (every `network="none"` container: run, create, arun, isolated pools): a
+  process-wide reserve of quiet namespaces with only `lo`, up (`Keeper`, below). A
+  container takes one if there is one, else gets a new one in its clone (CLONE_NEWNET)
+  and the Keeper opens it through the pidfd; once the container has exited and been
+  reaped, the teardown worker gives it back only if the container could not have
+  changed it (`may_return`) and nothing in it survives (`quiet_reason`: no socket, no
+  TIME_WAIT, no fragment, `lo` the only link and up), else closes it (the kernel
+  destroys it, as without reuse). At most RESERVE_MAX are kept; FASTCONTAIN_NETNS_REUSE=0
+  turns it off.
+
+No thread anything else uses changes namespace. The container's init joins a namespace
+given to it with setns (the spec's `netns_fd`) instead of a CLONE_NEWNET.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ import os
 import socket
 import struct
 import threading
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from .errors import FastcontainError
 
@@ -150,3 +161,327 @@ def configure(netns_fd: int, name: str, address: str, prefix: int, gateway: str 
         _configure_here(name, address, prefix, gateway)
 
     _in_thread(work)
+
+
+# -- the reserve: namespaces given back by containers that could not change them ----------
+
+RESERVE_MAX = int(os.environ.get("FASTCONTAIN_NETNS_RESERVE", "8"))
+PIDFD_GET_NET_NAMESPACE = 0xFF04  # _IO(PIDFS_IOCTL_MAGIC, 4), Linux 6.11+; else /proc/PID/ns/net
+
+# The capabilities a container may hold and still give its namespace back: docker's
+# defaults (security.DEFAULT_CAPS) or fewer. None of them changes a network namespace:
+# NET_RAW and NET_BIND_SERVICE only make sockets, which die with the processes (and a
+# lingering one fails the quiet check); NET_ADMIN, SYS_ADMIN, BPF, ... are not in it.
+_RETURNABLE_CAPS = frozenset((
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+))
+
+# What /proc/thread-self/net/sockstat{,6} must show as 0 in a namespace given back. Per
+# namespace (TCP's orphan, alloc and mem are the host's): every socket of any family,
+# TIME_WAIT entries (a later bind of that port would fail) and IP fragments queued.
+_QUIET_KEYS = ("sockets used", "TCP inuse", "TCP tw", "UDP inuse", "UDPLITE inuse", "RAW inuse",
+               "FRAG inuse", "FRAG memory")
+_QUIET_KEYS6 = ("TCP6 inuse", "UDP6 inuse", "UDPLITE6 inuse", "RAW6 inuse", "FRAG6 inuse", "FRAG6 memory")
+
+
+def reuse_enabled() -> bool:
+    """FASTCONTAIN_NETNS_REUSE=0 gives every container a new network namespace."""
+    return os.environ.get("FASTCONTAIN_NETNS_REUSE", "1") != "0" and RESERVE_MAX > 0
+
+
+class _Reserve:
+    """Descriptors of quiet network namespaces (lo up, nothing else), at most `limit`.
+    Taken by containers about to spawn, given back by the teardown worker. Fork-safe: a
+    child process starts with an empty reserve (the copies it inherited are closed at
+    once by the at-fork hook; after a fork that bypassed it they are only forgotten:
+    their numbers may be another file's by then, and O_CLOEXEC closes them at exec)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._fds: list[int] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.taken = self.returned = 0
+        self.refused: dict[str, int] = {}
+        self.opened: dict[str, int] = {}
+
+    def _mine(self) -> None:  # under the lock
+        if self._pid != os.getpid():
+            self._fds, self._pid = [], os.getpid()
+
+    def take(self) -> int | None:
+        with self._lock:
+            self._mine()
+            if not self._fds:
+                return None
+            self.taken += 1
+            return self._fds.pop()
+
+    def full(self) -> bool:
+        return len(self._fds) >= self.limit and self._pid == os.getpid()
+
+    def give(self, fd: int) -> bool:
+        """Keep `fd` (True), or close it when the reserve is full or reuse is off."""
+        with self._lock:
+            self._mine()
+            if fd in self._fds:
+                return True
+            if reuse_enabled() and len(self._fds) < self.limit:
+                self._fds.append(fd)
+                self.returned += 1
+                return True
+        os.close(fd)
+        return False
+
+    def refuse(self, fd: int, why: str) -> None:
+        os.close(fd)
+        with self._lock:
+            key = why.split(":")[0]
+            self.refused[key] = self.refused.get(key, 0) + 1
+
+    def note(self, what: str) -> None:
+        with self._lock:
+            self.opened[what] = self.opened.get(what, 0) + 1
+
+    def drain(self) -> int:
+        """Close every namespace kept; how many."""
+        with self._lock:
+            self._mine()
+            fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
+        return len(fds)
+
+    def descriptors(self) -> frozenset[int]:
+        with self._lock:
+            self._mine()
+            return frozenset(self._fds)
+
+    def after_fork_in_child(self) -> None:
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.__init__(self.limit)  # type: ignore[misc]
+
+
+_reserve = _Reserve(RESERVE_MAX)
+os.register_at_fork(after_in_child=_reserve.after_fork_in_child)
+
+
+def reserved() -> frozenset[int]:
+    """The descriptors the reserve holds now (the leak check does not count them)."""
+    return _reserve.descriptors()
+
+
+def take() -> int | None:
+    """A namespace from the reserve (the caller owns the descriptor), or None."""
+    return _reserve.take()
+
+
+def drain() -> int:
+    """Close every network namespace the reserve holds (the kernel destroys them); how many."""
+    return _reserve.drain()
+
+
+def reserve_stats() -> dict[str, Any]:
+    """size, limit, taken (containers that joined a reused namespace), returned (given
+    back), refused (why a namespace was not given back: {reason: count}) and opened
+    (namespaces made by a container's clone, opened after it: captured, or missed
+    because the container had exited already)."""
+    with _reserve._lock:
+        _reserve._mine()
+        return {"size": len(_reserve._fds), "limit": _reserve.limit, "taken": _reserve.taken,
+                "returned": _reserve.returned, "refused": dict(_reserve.refused), "opened": dict(_reserve.opened)}
+
+
+def may_join(config: Any, spec: Mapping[str, Any]) -> bool:
+    """Whether a container of `config` (compiled into `spec`) may join a namespace from
+    the reserve: network="none" with a namespace of its own, no other one given to it,
+    no user namespace (its root may not join one owned by the host's)."""
+    return (
+        config.network == "none" and "net" in spec["namespaces"] and spec.get("netns_fd") is None
+        and config.userns is None and not spec.get("userns") and reuse_enabled()
+    )
+
+
+def may_return(config: Any, spec: Mapping[str, Any]) -> str | None:
+    """Why the network namespace of a container of `config` may not go back to the
+    reserve once it is reaped (None: it may, if it is quiet then). It must not have been
+    able to change the namespace (no capability beyond docker's defaults, not
+    privileged, no user namespace: one would own it; /proc/sys read-only and reached by
+    no bind mount; no sysctl), and nobody else may be in it once its init is reaped: a
+    pid namespace of its own (every process of the container is gone with its init) and
+    no name (`network="container:NAME"` joins only named containers; exec from other
+    processes only reaches detached ones, which never use the reserve)."""
+    if not reuse_enabled():
+        return "off"
+    if config.network != "none" or "net" not in spec["namespaces"]:
+        return "network: not an isolated namespace of its own"
+    if config.userns is not None or spec.get("userns"):
+        return "userns: a user namespace would own it"
+    if "pid" not in spec["namespaces"]:
+        return "pid: without a pid namespace its processes may outlive its init"
+    if config.name is not None:
+        return "name: a named container may be joined (network=container:NAME)"
+    if config.privileged:
+        return "privileged"
+    extra = set(spec.get("capabilities") or ()) - _RETURNABLE_CAPS
+    if extra:
+        return f"capabilities: {', '.join(sorted(extra))}"
+    if "/proc/sys" not in (spec.get("readonly_paths") or ()):
+        return "sysctl: /proc/sys is writable"
+    if spec.get("sysctl"):
+        return "sysctl: set at start"
+    return None
+
+
+def proc_reachable(mounts: Sequence[Mapping[str, Any]], mountinfo: Callable[[], str] | None = None) -> str | None:
+    """A bind mount of `mounts` through which a container could reach a proc filesystem
+    (/proc/sys writable there: uid 0 writes its namespace's sysctls with no capability),
+    or None. Recursive binds are checked against the host's mount table (read once)."""
+    table: list[tuple[str, str]] | None = None
+    for m in mounts:
+        if m.get("type") != "bind":
+            continue
+        src = os.path.realpath(str(m.get("source")))
+        if src == "/" or src == "/proc" or src.startswith("/proc/"):
+            return src
+        if "rbind" in (m.get("options") or ()):
+            if table is None:
+                text = mountinfo() if mountinfo is not None else _read("/proc/self/mountinfo")
+                table = [(f[4], line.split(" - ")[1].split()[0]) for line in text.splitlines()
+                         if (f := line.split()) and " - " in line]
+            below = src.rstrip("/") + "/"
+            if any(fstype == "proc" and (point + "/").startswith(below) for point, fstype in table):
+                return src
+    return None
+
+
+def quiet_reason(sockstat: str, sockstat6: str, dev: str, lo_flags: int) -> str | None:
+    """Why a namespace whose /proc/thread-self/net/sockstat, sockstat6 and dev read so,
+    and whose lo has `lo_flags`, is not quiet enough to reuse (None: it is)."""
+    counts: dict[str, int] = {}
+    for line in (sockstat + "\n" + sockstat6).splitlines():
+        proto, _, rest = line.partition(":")
+        words = rest.split()
+        for k, v in zip(words[::2], words[1::2]):
+            counts[f"{proto} {k}"] = int(v)
+    for key in _QUIET_KEYS + (_QUIET_KEYS6 if sockstat6.strip() else ()):
+        value = counts.get(key)
+        if value is None:
+            return f"sockstat: no {key!r}"
+        if value:
+            return f"sockets: {key} {value}"
+    links = [line.split(":")[0].strip() for line in dev.splitlines()[2:] if ":" in line]
+    if links != ["lo"]:
+        return f"links: {', '.join(links) or 'none'}"
+    if not lo_flags & IFF_UP:
+        return "links: lo is down"
+    return None
+
+
+def _read(path: str, missing: str | None = None) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        if missing is None:
+            raise
+        return missing
+
+
+def _quiet_here(fd: int) -> str | None:
+    """quiet_reason of the namespace `fd`, joined by the calling thread (this module's)."""
+    _check(_libc.setns(fd, CLONE_NEWNET), "setns into a used network namespace")
+    # an AF_UNIX socket for the ioctl: it is freed at close (no RCU delay), so it is
+    # never counted in sockstat below
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        got = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sh22x", b"lo", 0))
+    flags = struct.unpack("16sh22x", got)[1]
+    return quiet_reason(_read("/proc/thread-self/net/sockstat"), _read("/proc/thread-self/net/sockstat6", ""),
+                        _read("/proc/thread-self/net/dev"), flags)
+
+
+def _recycle(fd: int, config: Any, spec: Mapping[str, Any]) -> None:
+    """On the teardown worker, once the container is reaped: back to the reserve or closed."""
+    try:
+        src = proc_reachable(spec.get("mounts") or ())
+        why = f"proc: a bind mount of {src} reaches a proc filesystem" if src else None
+        why = why or _in_thread(lambda: _quiet_here(fd))
+    except BaseException as e:  # (at interpreter exit the netns thread takes no more work)
+        why = f"check: {e}"
+    if why is None:
+        _reserve.give(fd)
+    else:
+        _reserve.refuse(fd, why)
+
+
+_own: tuple[int, int] = (0, 0)
+
+
+def _own_netns() -> int:
+    """The inode of this process's network namespace (read once per process)."""
+    global _own
+    if _own[0] != os.getpid():
+        _own = (os.getpid(), os.stat("/proc/self/ns/net").st_ino)
+    return _own[1]
+
+
+class Keeper:
+    """One container's hold on its network namespace, for reuse. Made before the spawn
+    (a namespace from the reserve goes in the spec as `netns_fd` when `may_join`);
+    `hold(child)` after it: a container that may give its namespace back and got none
+    from the reserve has it opened through its pidfd (or the descriptor it was given, a
+    Pool's, is duplicated); `release()` once the child is killed and reaped (registered
+    on the container's stack before the child, so it runs after): the teardown worker
+    gives it back or closes it (see the module doc)."""
+
+    __slots__ = ("fd", "_config", "_spec", "_child", "_why")
+
+    def __init__(self, config: Any, spec: dict[str, Any], allowed: bool = True) -> None:
+        self.fd: int | None = None
+        self._config, self._spec, self._child = config, spec, None
+        self._why = may_return(config, spec) if allowed else "detached: exec may reach it from any process"
+        if allowed and may_join(config, spec):
+            self.fd = _reserve.take()
+            if self.fd is not None:
+                spec["netns_fd"] = self.fd
+
+    def hold(self, child: Any) -> None:
+        self._child = child
+        if self.fd is not None or self._why is not None or _reserve.full():
+            return
+        given = self._spec.get("netns_fd")
+        try:
+            if given is not None:
+                self.fd = os.dup(given)  # (O_CLOEXEC)
+            elif child.pidfd >= 0:
+                try:
+                    self.fd = fcntl.ioctl(child.pidfd, PIDFD_GET_NET_NAMESPACE)
+                except OSError as e:
+                    if e.errno != _errno.ENOTTY and e.errno != _errno.EINVAL:
+                        raise
+                    self.fd = os.open(f"/proc/{child.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # it exited already (ESRCH): its namespace goes as without reuse
+            self.fd = None
+        _reserve.note("captured" if self.fd is not None else "exited before it was opened")
+        if self.fd is not None and os.fstat(self.fd).st_ino == _own_netns():
+            os.close(self.fd)  # never ours (a stand-in child in unit tests is in it)
+            self.fd = None
+
+    def release(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        child, self._child = self._child, None
+        if self._why is not None or child is None or child.returncode is None:
+            os.close(fd)  # (never spawned, or not reaped: something may still be in it)
+            return
+        from . import teardown
+
+        config, spec = self._config, self._spec
+        teardown.defer(lambda: _recycle(fd, config, spec), "checking a network namespace for reuse")

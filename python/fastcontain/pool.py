@@ -190,8 +190,9 @@ class Pool:
         slot = Slot(_state.create(self.root))
         try:
             if self._netns_ahead:
-                try:
-                    slot.netns = _netns.loopback()
+                try:  # an isolated pool's from the reserve of reused ones when it has one
+                    slot.netns = (None if self._bridged or not _netns.reuse_enabled() else _netns.take()) \
+                        or _netns.loopback()
                 except _netns.NetnsError as e:  # EPERM (not root), say: the spawn makes its own
                     self._netns_ahead = False
                     self.netns_error = str(e)
