@@ -27,6 +27,7 @@ import ctypes
 import errno as _errno
 import fcntl
 import os
+import re
 import socket
 import struct
 import threading
@@ -394,6 +395,27 @@ def _read(path: str, missing: str | None = None) -> str:
         return missing
 
 
+def _read_bytes(path: str, missing: bytes | None = None) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if missing is None:
+            raise
+        return missing
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
+# A quiet namespace's sockstat and sockstat6 as the kernel prints them (the numbers left
+# free are the host's): matching them is quiet_reason's None at a tenth of its cost;
+# anything else goes through quiet_reason, which names what it found.
+_QUIET_SOCKSTAT = re.compile(rb"sockets: used 0\nTCP: inuse 0 orphan \d+ tw 0 alloc \d+ mem \d+\nUDP: inuse 0 mem \d+\n"
+                             rb"UDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n")
+_QUIET_SOCKSTAT6 = (b"TCP6: inuse 0\nUDP6: inuse 0\nUDPLITE6: inuse 0\nRAW6: inuse 0\nFRAG6: inuse 0 memory 0\n", b"")
+
+
 def _quiet_here(fd: int) -> str | None:
     """quiet_reason of the namespace `fd`, joined by the calling thread (this module's)."""
     _check(_libc.setns(fd, CLONE_NEWNET), "setns into a used network namespace")
@@ -402,8 +424,14 @@ def _quiet_here(fd: int) -> str | None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         got = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sh22x", b"lo", 0))
     flags = struct.unpack("16sh22x", got)[1]
-    return quiet_reason(_read("/proc/thread-self/net/sockstat"), _read("/proc/thread-self/net/sockstat6", ""),
-                        _read("/proc/thread-self/net/dev"), flags)
+    dev = _read_bytes("/proc/thread-self/net/dev")
+    sockstat = _read_bytes("/proc/thread-self/net/sockstat")
+    sockstat6 = _read_bytes("/proc/thread-self/net/sockstat6", b"")
+    lines = dev.split(b"\n")
+    if (flags & IFF_UP and len(lines) == 4 and lines[2].lstrip().startswith(b"lo:") and not lines[3]
+            and sockstat6 in _QUIET_SOCKSTAT6 and _QUIET_SOCKSTAT.fullmatch(sockstat)):
+        return None
+    return quiet_reason(sockstat.decode(), sockstat6.decode(), dev.decode(), flags)
 
 
 def _recycle(fd: int, config: Any, spec: Mapping[str, Any]) -> None:

@@ -262,3 +262,14 @@ def test_a_keeper_never_keeps_this_process_namespace() -> None:
         assert k.fd is None
     finally:
         os.close(s["netns_fd"])
+
+
+def test_the_fast_match_accepts_only_what_quiet_reason_accepts() -> None:
+    variants = [QUIET, QUIET.replace("tw 0", "tw 1"), QUIET.replace("used 0", "used 1"),
+                QUIET.replace("UDP: inuse 0", "UDP: inuse 1"), QUIET.replace("FRAG: inuse 0 memory 0", "FRAG: inuse 0 memory 8"),
+                QUIET.replace("orphan 3", "orphan 0"), QUIET + "EXTRA: inuse 0\n", QUIET.replace("tw 0 ", "")]
+    for v in variants:
+        fast = netns._QUIET_SOCKSTAT.fullmatch(v.encode()) is not None
+        assert not fast or netns.quiet_reason(v, QUIET6, DEV, netns.IFF_UP) is None, v
+    assert netns._QUIET_SOCKSTAT.fullmatch(QUIET.encode())
+    assert QUIET6.encode() in netns._QUIET_SOCKSTAT6
