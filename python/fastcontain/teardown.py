@@ -64,6 +64,14 @@ class _Worker:
         self._ensure()
         self._queue.put((fn, what))  # blocks while MAX_PENDING are waiting: the bound
 
+    def try_defer(self, fn: Callable[[], None], what: str) -> bool:
+        self._ensure()
+        try:
+            self._queue.put_nowait((fn, what))
+        except queue.Full:
+            return False
+        return True
+
     def pending(self) -> int:
         return self._queue.unfinished_tasks
 
@@ -81,6 +89,12 @@ _worker = _Worker(MAX_PENDING)
 def defer(fn: Callable[[], None], what: str = "teardown") -> None:
     """Run `fn` on the teardown worker; blocks while the queue is full."""
     _worker.defer(fn, what)
+
+
+def try_defer(fn: Callable[[], None], what: str = "background work") -> bool:
+    """defer(), unless the queue is full: then nothing is queued and False (for work
+    that may be skipped, such as making a network namespace ahead: netns.py)."""
+    return _worker.try_defer(fn, what)
 
 
 def pending() -> int:

@@ -45,6 +45,8 @@ def primed() -> int:
 @pytest.fixture(autouse=True)
 def reuse_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FASTCONTAIN_NETNS_REUSE", raising=False)
+    # (what the reserve holds is exact here: nothing made ahead but in its own test)
+    monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "0")
 
 
 def test_a_quiet_namespace_is_joined_by_the_next_container() -> None:
@@ -201,3 +203,16 @@ def test_a_forked_child_does_not_use_the_parents_reserve() -> None:
     assert status == 0 and reply[0] == "0", reply
     assert int(reply[1]) != ino  # its container got its own: the parent's is still held here
     assert reserved_inodes() == {ino}
+
+
+def test_an_emptied_reserve_gets_one_made_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    netns.drain()
+    monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "1")
+    made, taken = netns.reserve_stats()["made"], netns.reserve_stats()["taken"]
+    for _ in range(3):  # NET_ADMIN: none is given back, yet each after the first joins one made ahead
+        text = out(f"{NS}; ip link show lo", cap_add=["NET_ADMIN"])
+        assert "UP" in text.splitlines()[1], text  # lo up, as in a new one
+        teardown.flush()
+    stats = netns.reserve_stats()
+    assert stats["made"] == made + 3 and stats["taken"] == taken + 2 and len(reserved_inodes()) == 1
+    netns.drain()

@@ -47,6 +47,7 @@ def spec(**over: Any) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def reuse_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FASTCONTAIN_NETNS_REUSE", raising=False)
+    monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "0")  # (its own test below)
 
 
 def test_a_default_container_may_join_and_give_back() -> None:
@@ -273,3 +274,29 @@ def test_the_fast_match_accepts_only_what_quiet_reason_accepts() -> None:
         assert not fast or netns.quiet_reason(v, QUIET6, DEV, netns.IFF_UP) is None, v
     assert netns._QUIET_SOCKSTAT.fullmatch(QUIET.encode())
     assert QUIET6.encode() in netns._QUIET_SOCKSTAT6
+
+
+def test_an_emptied_reserve_makes_one_ahead_on_the_teardown_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "1")
+    queued: list[Any] = []
+    monkeypatch.setattr("fastcontain.teardown.try_defer", lambda fn, what: queued.append(fn) or True)
+    made = _fds(3)
+    monkeypatch.setattr(netns, "loopback", lambda: made.pop())
+    r = netns._Reserve(4)
+    first = _fds(1)[0]
+    r.give(first)
+    assert r.take() == first and len(queued) == 1  # emptied: one is made ahead
+    assert r.take() is None and len(queued) == 1  # (not twice while one is being made)
+    queued.pop()()
+    assert len(r.descriptors()) == 1 and r.made == 1
+    assert r.take() is not None and len(queued) == 1
+    monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "0")
+    queued.pop()()  # (queued while it was on: made)
+    assert r.take() is not None and queued == []  # off: nothing more is made
+    monkeypatch.setattr("fastcontain.teardown.try_defer", lambda fn, what: False)  # a full queue: skipped
+    monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "1")
+    assert r.take() is None and r._refilling is False
+    os.close(first)
+    r.drain()
+    for fd in made:
+        os.close(fd)
