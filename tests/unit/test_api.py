@@ -49,7 +49,15 @@ def left_in(root: Path) -> list[str]:
 
 
 def open_fds() -> set[int]:
-    return set(map(int, os.listdir("/proc/self/fd")))
+    """This process's descriptors (not the one listdir itself used: closed by now)."""
+    def is_open(fd: int) -> bool:
+        try:
+            os.fstat(fd)
+        except OSError:
+            return False
+        return True
+
+    return {fd for fd in map(int, os.listdir("/proc/self/fd")) if is_open(fd)}
 
 
 @pytest.fixture
