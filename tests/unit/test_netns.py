@@ -210,7 +210,7 @@ class FakeChild:
 
 def test_a_keeper_takes_from_the_reserve_and_gives_back_after_the_reap(monkeypatch: pytest.MonkeyPatch) -> None:
     deferred: list[Any] = []
-    monkeypatch.setattr("fastcontain.teardown.defer", lambda fn, what: deferred.append(fn))
+    monkeypatch.setattr("fastcontain.teardown.try_defer", lambda fn, what: deferred.append(fn) or True)
     monkeypatch.setattr(netns, "_in_thread", lambda fn: None)  # the namespace is quiet
     monkeypatch.setattr(netns, "_reserve", netns._Reserve(4))
     fd = _fds(1)[0]
@@ -228,7 +228,7 @@ def test_a_keeper_takes_from_the_reserve_and_gives_back_after_the_reap(monkeypat
 
 
 def test_a_keeper_closes_what_may_not_go_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fastcontain.teardown.defer", lambda fn, what: pytest.fail("nothing to check"))
+    monkeypatch.setattr("fastcontain.teardown.try_defer", lambda fn, what: pytest.fail("nothing to check"))
     monkeypatch.setattr(netns, "_reserve", netns._Reserve(4))
     for config, child in ((Config(image="busybox", privileged=True), FakeChild()),  # may not go back
                           (Config(image="busybox"), FakeChild(returncode=None))):  # not reaped
@@ -300,3 +300,15 @@ def test_an_emptied_reserve_makes_one_ahead_on_the_teardown_worker(monkeypatch: 
     r.drain()
     for fd in made:
         os.close(fd)
+
+
+def test_a_keeper_never_waits_for_a_full_teardown_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fastcontain.teardown.try_defer", lambda fn, what: False)
+    monkeypatch.setattr(netns, "_reserve", netns._Reserve(4))
+    fd = _fds(1)[0]
+    netns._reserve.give(fd)
+    k = netns.Keeper(Config(image="busybox"), spec())
+    k.hold(FakeChild())
+    k.release()  # closed at once: reuse is not worth a wait
+    with pytest.raises(OSError):
+        os.fstat(fd)
