@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness import threaded
 
 ROUNDS = int(os.environ.get("FASTCONTAIN_BENCH_NETNS_ROUNDS", "8"))
 RUNS = int(os.environ.get("FASTCONTAIN_BENCH_NETNS_RUNS", "200"))
@@ -61,32 +62,11 @@ def measured(work: Callable[[], list[float]]) -> tuple[list[float], float, float
 
 
 def sequential(run: Callable[[], None], n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    return times
+    return threaded(1, n, lambda _: run())
 
 
 def two_threads(run: Callable[[], None], n: int) -> list[float]:
-    errors: list[BaseException] = []
-    times: list[float] = []
-
-    def work() -> None:
-        try:
-            times.extend(sequential(run, n // 2))
-        except BaseException as e:
-            errors.append(e)
-
-    workers = [threading.Thread(target=work) for _ in range(2)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    if errors:
-        raise errors[0]
-    return times
+    return threaded(2, n // 2, lambda _: run())
 
 
 def test_netns_reuse_against_a_new_one_each_time(rootfs: Path, request: pytest.FixtureRequest,
