@@ -4,7 +4,7 @@ threads (containers per second), and the CPU time of the whole machine per conta
 (/proc/stat, so the kernel's deferred namespace cleanup on its kworkers counts, until
 the machine is quiet again); and, one thread, containers with NET_ADMIN, which give
 nothing back (with reuse on they join a namespace made ahead when the reserve ran
-empty). The two modes alternate round by round (ABBA), in one
+low). The two modes alternate round by round (ABBA), in one
 process, and the summary prints the medians over rounds.
 
 FASTCONTAIN_BENCH_NETNS_ROUNDS (default 8) rounds of FASTCONTAIN_BENCH_NETNS_RUNS
@@ -82,7 +82,7 @@ def test_netns_reuse_against_a_new_one_each_time(rootfs: Path, request: pytest.F
         r = fastcontain.run(image, ["/bin/true"])
         assert r.returncode == 0, r
 
-    def run_net_admin() -> None:  # gives nothing back: joins one made ahead (or makes its own)
+    def run_net_admin() -> None:  # gives nothing back: joins one made ahead (or its clone makes one)
         r = fastcontain.run(image, ["/bin/true"], cap_add=["NET_ADMIN"])
         assert r.returncode == 0, r
 

@@ -14,8 +14,9 @@ it is gone, FACTS.md). Two ways around it:
   reaped, the teardown worker gives it back only if the container could not have
   changed it (`may_return`) and nothing in it survives (`quiet_reason`: no socket, no
   TIME_WAIT, no fragment, `lo` the only link and up), else closes it (the kernel
-  destroys it, as without reuse). At most RESERVE_MAX are kept; FASTCONTAIN_NETNS_REUSE=0
-  turns it off.
+  destroys it, as without reuse). At most RESERVE_MAX are kept; when a take leaves fewer
+  than REFILL_LOW, this module's thread makes new ones (`loopback()`'s way) up to it.
+  FASTCONTAIN_NETNS_REUSE=0 turns reuse off, FASTCONTAIN_NETNS_REFILL=0 the refill.
 
 No thread anything else uses changes namespace. The container's init joins a namespace
 given to it with setns (the spec's `netns_fd`) instead of a CLONE_NEWNET.
@@ -31,8 +32,10 @@ import re
 import socket
 import struct
 import threading
+import time
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
+from . import teardown as _teardown
 from .errors import FastcontainError
 
 CLONE_NEWNET = 0x40000000
@@ -84,6 +87,11 @@ def _in_thread(fn: Callable[[], T]) -> T:
     entering its namespace (setns, or unshare for a new one), so none relies on where
     the one before left the thread; after each, the thread goes back to the process's
     namespace, so it keeps none alive (a namespace lives while a thread is in it)."""
+    return _submit(fn).result()  # type: ignore[no-any-return]
+
+
+def _submit(fn: Callable[[], T]) -> Any:
+    """_in_thread's job, without waiting for it: its Future."""
     global _worker, _worker_pid
     with _worker_lock:
         if _worker is None or _worker_pid != os.getpid():
@@ -102,7 +110,7 @@ def _in_thread(fn: Callable[[], T]) -> T:
             finally:
                 os.close(home)
 
-    return _worker.submit(job).result()  # type: ignore[no-any-return]
+    return _worker.submit(job)
 
 
 def _sockaddr_in(address: str) -> bytes:
@@ -167,6 +175,7 @@ def configure(netns_fd: int, name: str, address: str, prefix: int, gateway: str 
 # -- the reserve: namespaces given back by containers that could not change them ----------
 
 RESERVE_MAX = int(os.environ.get("FASTCONTAIN_NETNS_RESERVE", "8"))
+REFILL_LOW = 2  # made ahead when a take leaves fewer (FASTCONTAIN_NETNS_REFILL=0: never)
 PIDFD_GET_NET_NAMESPACE = 0xFF04  # _IO(PIDFS_IOCTL_MAGIC, 4), Linux 6.11+; else /proc/PID/ns/net
 
 # The capabilities a container may hold and still give its namespace back: docker's
@@ -210,7 +219,7 @@ class _Reserve:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self.taken = self.returned = self.made = 0
-        self._refilling = False  # a namespace is being made ahead (_refill queued)
+        self._refilling = threading.Event()  # set while namespaces are made ahead (_refill)
         self.refused: dict[str, int] = {}
         self.opened: dict[str, int] = {}
 
@@ -219,36 +228,42 @@ class _Reserve:
             self._fds, self._pid = [], os.getpid()
 
     def take(self) -> int | None:
-        """A namespace, or None; when that left the reserve empty, one new namespace is
-        made ahead on the teardown worker (unless its queue is full), so that a run of
-        containers that give none back (sockets left, NET_ADMIN, a name, ...) still
-        joins one made off its thread (NET_ADMIN /bin/true: 3.25 -> 2.94 ms, bench_netns_reuse)."""
+        """A namespace, or None. When that leaves fewer than REFILL_LOW, the netns thread
+        makes new ones up to it, so that containers that give none back (sockets left,
+        NET_ADMIN, a name, ...) still join one made off their thread."""
         with self._lock:
             self._mine()
             fd = self._fds.pop() if self._fds else None
             if fd is not None:
                 self.taken += 1
-            refill = not self._fds and not self._refilling and refill_enabled()
-            self._refilling = self._refilling or refill
+            refill = len(self._fds) < REFILL_LOW and not self._refilling.is_set() and refill_enabled()
+            if refill:
+                self._refilling.set()
         if refill:
-            from . import teardown
-
-            if not teardown.try_defer(self._refill, "making a network namespace ahead"):
-                self._refilling = False
+            try:
+                _submit(self._refill)
+            except RuntimeError:  # at exit: the thread takes no more work
+                self._refilling.clear()
         return fd
 
     def _refill(self) -> None:
+        """On the netns thread: new namespaces (lo up) until the reserve holds REFILL_LOW."""
         try:
-            if self._pid == os.getpid() and not self._fds and reuse_enabled():
-                try:
-                    fd = loopback()
-                except (NetnsError, RuntimeError):  # (RuntimeError: at exit, the thread takes no more work)
-                    return
+            while self._pid == os.getpid() and len(self._fds) < REFILL_LOW and reuse_enabled():
+                fd = _loopback_here()  # (unshared from the last one's: each is new, none nested)
                 with self._lock:
                     self.made += 1
-                self.give(fd)
+                if not self.give(fd):
+                    return
+        except NetnsError:
+            pass
         finally:
-            self._refilling = False
+            self._refilling.clear()
+
+    def settle(self) -> None:
+        """Wait until no namespace is being made ahead (teardown.flush calls it)."""
+        while self._refilling.is_set() and self._pid == os.getpid():
+            time.sleep(0.001)
 
     def full(self) -> bool:
         return len(self._fds) >= self.limit and self._pid == os.getpid()
@@ -301,6 +316,7 @@ class _Reserve:
 
 _reserve = _Reserve(RESERVE_MAX)
 os.register_at_fork(after_in_child=_reserve.after_fork_in_child)
+_teardown.on_flush(_reserve.settle)
 
 
 def reserved() -> frozenset[int]:
@@ -541,8 +557,6 @@ class Keeper:
         if self._why is not None or child is None or child.returncode is None:
             os.close(fd)  # (never spawned, or not reaped: something may still be in it)
             return
-        from . import teardown
-
         config, spec = self._config, self._spec
-        if not teardown.try_defer(lambda: _recycle(fd, config, spec), "checking a network namespace for reuse"):
+        if not _teardown.try_defer(lambda: _recycle(fd, config, spec), "checking a network namespace for reuse"):
             os.close(fd)  # (the worker is behind: never wait for it for the sake of reuse)

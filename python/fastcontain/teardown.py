@@ -78,12 +78,21 @@ class _Worker:
     def flush(self) -> None:
         if self._thread is not None and self._pid == os.getpid():
             self._queue.join()
+        for settle in _settlers:
+            settle()
         if self._errors:
             errors, self._errors = self._errors, []
             raise TeardownError("background teardown failed: " + "; ".join(errors))
 
 
 _worker = _Worker(MAX_PENDING)
+_settlers: list[Callable[[], None]] = []
+
+
+def on_flush(settle: Callable[[], None]) -> None:
+    """Have flush() also wait for background work that is not on this worker's queue
+    (`settle()` returns once it is done): network namespaces made ahead (netns.py)."""
+    _settlers.append(settle)
 
 
 def defer(fn: Callable[[], None], what: str = "teardown") -> None:
@@ -93,7 +102,7 @@ def defer(fn: Callable[[], None], what: str = "teardown") -> None:
 
 def try_defer(fn: Callable[[], None], what: str = "background work") -> bool:
     """defer(), unless the queue is full: then nothing is queued and False (for work
-    that may be skipped, such as making a network namespace ahead: netns.py)."""
+    that may be skipped, such as checking a network namespace for reuse: netns.py)."""
     return _worker.try_defer(fn, what)
 
 

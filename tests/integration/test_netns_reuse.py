@@ -205,14 +205,16 @@ def test_a_forked_child_does_not_use_the_parents_reserve() -> None:
     assert reserved_inodes() == {ino}
 
 
-def test_an_emptied_reserve_gets_one_made_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_low_reserve_gets_namespaces_made_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     netns.drain()
     monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "1")
     made, taken = netns.reserve_stats()["made"], netns.reserve_stats()["taken"]
     for _ in range(3):  # NET_ADMIN: none is given back, yet each after the first joins one made ahead
         text = out(f"{NS}; ip link show lo", cap_add=["NET_ADMIN"])
         assert "UP" in text.splitlines()[1], text  # lo up, as in a new one
-        teardown.flush()
+        teardown.flush()  # (waits for those being made)
     stats = netns.reserve_stats()
-    assert stats["made"] == made + 3 and stats["taken"] == taken + 2 and len(reserved_inodes()) == 1
+    # the first found none (REFILL_LOW made), each later one took one (and one was made)
+    assert (stats["made"] - made, stats["taken"] - taken) == (netns.REFILL_LOW + 2, 2)
+    assert len(reserved_inodes()) == netns.REFILL_LOW
     netns.drain()

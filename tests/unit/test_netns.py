@@ -276,30 +276,34 @@ def test_the_fast_match_accepts_only_what_quiet_reason_accepts() -> None:
     assert QUIET6.encode() in netns._QUIET_SOCKSTAT6
 
 
-def test_an_emptied_reserve_makes_one_ahead_on_the_teardown_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_low_reserve_is_refilled_on_the_netns_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "1")
     queued: list[Any] = []
-    monkeypatch.setattr("fastcontain.teardown.try_defer", lambda fn, what: queued.append(fn) or True)
-    made = _fds(3)
-    monkeypatch.setattr(netns, "loopback", lambda: made.pop())
+    monkeypatch.setattr(netns, "_submit", lambda fn: queued.append(fn))
+    made = _fds(5)
+    monkeypatch.setattr(netns, "_loopback_here", lambda: made.pop())
     r = netns._Reserve(4)
     first = _fds(1)[0]
     r.give(first)
-    assert r.take() == first and len(queued) == 1  # emptied: one is made ahead
-    assert r.take() is None and len(queued) == 1  # (not twice while one is being made)
+    assert r.take() == first and len(queued) == 1  # fewer than REFILL_LOW left: refill
+    assert r.take() is None and len(queued) == 1  # (not twice while one runs)
     queued.pop()()
-    assert len(r.descriptors()) == 1 and r.made == 1
+    assert len(r.descriptors()) == netns.REFILL_LOW and r.made == netns.REFILL_LOW and not r._refilling.is_set()
+    r.settle()  # returns at once: nothing is being made
     assert r.take() is not None and len(queued) == 1
     monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "0")
-    queued.pop()()  # (queued while it was on: made)
-    assert r.take() is not None and queued == []  # off: nothing more is made
-    monkeypatch.setattr("fastcontain.teardown.try_defer", lambda fn, what: False)  # a full queue: skipped
-    monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "1")
-    assert r.take() is None and r._refilling is False
-    os.close(first)
+    queued.pop()()
     r.drain()
+    assert r.take() is None and queued == []  # off: nothing more is made
+    os.close(first)
     for fd in made:
         os.close(fd)
+
+
+def test_flush_waits_for_namespaces_being_made() -> None:
+    from fastcontain import teardown
+
+    assert netns._reserve.settle in teardown._settlers
 
 
 def test_a_keeper_never_waits_for_a_full_teardown_queue(monkeypatch: pytest.MonkeyPatch) -> None:
