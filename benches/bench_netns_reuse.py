@@ -114,6 +114,7 @@ def test_netns_reuse_against_a_new_one_each_time(rootfs: Path, request: pytest.F
                 })
     monkeypatch.delenv("FASTCONTAIN_NETNS_REUSE")
     assert taken_on > 0, "reuse on: no container joined a reused namespace"
+    stats = netns.reserve_stats()
     netns.drain()
 
     tr = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -128,3 +129,5 @@ def test_netns_reuse_against_a_new_one_each_time(rootfs: Path, request: pytest.F
             m: dict[str, Any] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
             tr.write_line(f"  {phase:9} reuse {mode:3}  latency {m['median_ms']:6.3f} ms  {m['per_s']:6.0f}/s  "
                           f"CPU {m['cpu_ms']:6.3f} ms/container  reused {m['reused']:4.0%}")
+    tr.write_line(f"  reserve over the bench: made ahead {stats['made']}, taken {stats['taken']}, "
+                  f"put back {stats['returned']}, refused {stats['refused']}, opened after clone {stats['opened']}")

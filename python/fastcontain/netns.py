@@ -467,14 +467,14 @@ _QUIET_SOCKSTAT6 = (b"TCP6: inuse 0\nUDP6: inuse 0\nUDPLITE6: inuse 0\nRAW6: inu
 def _quiet_here(fd: int) -> str | None:
     """quiet_reason of the namespace `fd`, joined by the calling thread (this module's)."""
     _check(_libc.setns(fd, CLONE_NEWNET), "setns into a used network namespace")
-    # an AF_UNIX socket for the ioctl: it is freed at close (no RCU delay), so it is
-    # never counted in sockstat below
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        got = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sh22x", b"lo", 0))
-    flags = struct.unpack("16sh22x", got)[1]
     dev = _read_bytes("/proc/thread-self/net/dev")
     sockstat = _read_bytes("/proc/thread-self/net/sockstat")
     sockstat6 = _read_bytes("/proc/thread-self/net/sockstat6", b"")
+    # lo's flags last: the socket for the ioctl is one more in the namespace until it is
+    # freed, which is not always done when close returns (sockstat counted it now and then)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        got = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sh22x", b"lo", 0))
+    flags = struct.unpack("16sh22x", got)[1]
     lines = dev.split(b"\n")
     if (flags & IFF_UP and len(lines) == 4 and lines[2].lstrip().startswith(b"lo:") and not lines[3]
             and sockstat6 in _QUIET_SOCKSTAT6 and _QUIET_SOCKSTAT.fullmatch(sockstat)):
