@@ -31,7 +31,8 @@ import stat as _stat
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, cast
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple, cast
 
 from . import cgroupdir as _cgroupdir
 from . import devices as _devices
