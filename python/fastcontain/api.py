@@ -31,7 +31,6 @@ from . import rootless as _rootless
 from . import profile as _profile
 from . import net as _net
 from . import netns as _netns
-from . import spec as _spec
 from . import state as _state
 from . import teardown as _teardown
 from . import stdio as _stdio
@@ -59,7 +58,7 @@ def _config(image: str | Config, command: Sequence[str] | str | None, fields: di
         if command is not None or fields:
             raise TypeError("pass options either in a Config or as keyword arguments, not both")
         return image
-    return Config(image=image, command=command, **fields)
+    return _prepared.config(image, command, fields)  # made once for the same pure options
 
 
 class _Fds:
@@ -111,9 +110,7 @@ def _launch(
     image = _prepared.resolve(config.image, pull=config.pull)
     mark("resolve")
     paths = state.paths if state is not None else _state.Paths(os.path.abspath(_state.default_root()), id)
-    spec = _spec.compile(
-        config, image, paths, (-1, -1, -1), wait_for_start=wait_for_start, user=_prepared.user(config.user, image)
-    )
+    spec = _prepared.compile(config, image, paths, (-1, -1, -1), wait_for_start=wait_for_start)
     mark("compile")
     if state is None:
         state = _state.create(paths.root, id=id, name=config.name)
