@@ -83,6 +83,33 @@ def test_bad_pool_options_are_refused_before_anything_exists(fake: Any, no_leaks
     assert slot_dirs(root) == []
 
 
+def test_a_run_is_refilled_after_it_ends_unless_it_took_the_last_slot(fake: Any, no_leaks: None) -> None:
+    with fastcontain.Pool("busybox", size=2) as pool:
+        assert pool.wait_ready(10)
+        made: list[int] = []
+        make = pool._make
+        pool._make = lambda: (made.append(pool.ready), make())[1]  # type: ignore[method-assign]
+        seen: list[int] = []
+        real_run = fastcontain.api._run
+
+        def run(*a: Any, **k: Any) -> Any:
+            time.sleep(0.2)  # a refill woken by the take would have made its slot by now
+            seen.append(len(made))
+            return real_run(*a, **k)
+
+        fastcontain.api._run = run  # type: ignore[assignment]
+        try:
+            pool.run(["true"])  # one slot left: the refill waits for the run's end
+            assert seen == [0]
+            assert pool.wait_ready(10) and len(made) == 1
+            pool._take().discard()  # the other is taken too: the last one wakes the refill at once
+            pool.run(["true"])
+            assert seen[1] >= 1 + 1  # refilling began during the run
+        finally:
+            fastcontain.api._run = real_run  # type: ignore[assignment]
+        assert pool.wait_ready(10)
+
+
 def test_a_closed_pool_refuses_and_the_refill_rate_is_kept(fake: Any, no_leaks: None, root: Path) -> None:
     pool = fastcontain.Pool("busybox", size=5, refill_rate=20)
     time.sleep(0.12)
