@@ -144,6 +144,7 @@ def _launch(
     ):
         spec["netns_fd"] = netns_fd  # made ahead with lo up (and eth0 wired, bridged): the child joins it
     mark("cgroup")
+    spec["hold_mount_ns"] = defer_teardown  # its teardown off our path (spawn.rs, mount_ns)
     child = _native.spawn(spec)
     stack.callback(child.close)
     if phases is not None:

@@ -54,6 +54,7 @@ class _Worker:
                     return
                 fn, what = item
                 try:
+                    _wait_mount_ns_closed()  # what a state dir's removal needs gone first
                     fn()
                 except BaseException as e:  # kept for flush(): a worker must not die
                     self._errors.append(f"{what}: {e}")
@@ -70,12 +71,26 @@ class _Worker:
     def flush(self) -> None:
         if self._thread is not None and self._pid == os.getpid():
             self._queue.join()
+        _wait_mount_ns_closed()
         if self._errors:
             errors, self._errors = self._errors, []
             raise TeardownError("background teardown failed: " + "; ".join(errors))
 
 
 _worker = _Worker(MAX_PENDING)
+
+
+def _wait_mount_ns_closed() -> None:
+    """Wait for the mount namespaces that finished containers held (spec hold_mount_ns,
+    closed on a native thread: their teardown, the overlay's unmount above all, happens
+    off the caller's path) to be gone; at once when there are none."""
+    try:
+        from . import _native
+    except ImportError:  # no native module: nothing was held
+        return
+    wait = getattr(_native, "wait_mount_ns_closed", None)  # absent from the unit tests' stand-in
+    if wait is not None:
+        wait()
 
 
 def defer(fn: Callable[[], None], what: str = "teardown") -> None:

@@ -126,6 +126,8 @@ pub struct Plan {
     /// v1 cgroup.procs files the child joins by writing "0", before late_cgroupns.
     pub cgroup_procs_fds: Vec<i32>,
     pub wait_for_start: bool,
+    /// Take a descriptor of the child's mount namespace once it is cloned (spec.hold_mount_ns).
+    pub hold_mount_ns: bool,
     /// Stop after the mounts, before pivot_root, until the parent says go on (OCI hooks).
     pub pause_before_pivot: bool,
     pub rootfs: CString,
@@ -893,6 +895,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         netns_fd,
         cgroup_procs_fds: spec.cgroup_procs_fds.clone(),
         wait_for_start: spec.wait_for_start,
+        hold_mount_ns: spec.hold_mount_ns,
         pause_before_pivot: spec.pause_before_pivot,
         rootfs: cstring("rootfs", &rootfs)?,
         rootfs_mount,

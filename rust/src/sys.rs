@@ -771,6 +771,14 @@ pub fn waitid_pidfd_usage(pidfd: c_int, nohang: bool) -> SysResult<Option<(i32, 
     }
 }
 
+/// ioctl(pidfd, PIDFD_GET_MNT_NAMESPACE) (Linux 6.11): a close-on-exec descriptor of the
+/// process's mount namespace, which keeps the namespace (and its mounts) alive.
+pub fn pidfd_mount_ns(pidfd: c_int) -> SysResult<c_int> {
+    const PIDFD_GET_MNT_NAMESPACE: libc::c_ulong = 0xFF03; // _IO(0xFF, 3)
+    // SAFETY: plain integers; the ioctl takes no argument and returns a new descriptor.
+    check_int(unsafe { libc::ioctl(pidfd, PIDFD_GET_MNT_NAMESPACE, 0) })
+}
+
 /// pidfd_open(2): a pidfd for `pid`, close-on-exec.
 pub fn pidfd_open(pid: pid_t) -> SysResult<c_int> {
     // SAFETY: plain integers.
