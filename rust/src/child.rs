@@ -90,10 +90,11 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
         step!(fds, Step::AttachRootfs, 0, sys::move_mount_fd(fd, &plan.rootfs));
         sys::close(fd);
     } else {
-        step!(fds, Step::MountRootfs, 0, do_op(&plan.rootfs_mount));
+        step!(fds, Step::MountRootfs, 0, do_op(&plan.rootfs_mount, &mut Masks::default()));
     }
+    let mut masks = Masks::default();
     for (i, op) in plan.ops.iter().enumerate() {
-        step!(fds, op.step(), i, do_op(op));
+        step!(fds, op.step(), i, do_op(op, &mut masks));
     }
     plan.marks.set(Mark::Mounted);
     // OCI hooks: createRuntime (the runtime's namespaces) and createContainer (ours,
@@ -339,7 +340,15 @@ fn remount_root_readonly() -> sys::SysResult<()> {
     sys::mount(None, c"/", None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)
 }
 
-fn do_op(op: &Op) -> sys::SysResult<()> {
+/// What the masks have made so far: the first directory masked, whose empty read-only
+/// tmpfs the others get a bind of (a bind keeps its source's read-only, nosuid, nodev
+/// and noexec flags), instead of a superblock each to make and, at exit, to destroy.
+#[derive(Default)]
+struct Masks<'a> {
+    empty: Option<&'a CStr>,
+}
+
+fn do_op<'a>(op: &'a Op, masks: &mut Masks<'a>) -> sys::SysResult<()> {
     match op {
         Op::Mkdir { path, mode } => mkdir_p(path.as_bytes(), *mode),
         Op::MkFile { parent, path } => {
@@ -371,21 +380,29 @@ fn do_op(op: &Op) -> sys::SysResult<()> {
         Op::Symlink { target, link } => sys::symlink(target, link),
         Op::Mask { target, null, file } => {
             let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-            let tmpfs = || sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), ro, Some(c"size=0"));
+            let dir = || match masks.empty {
+                Some(d) => sys::mount(Some(d), target, None, libc::MS_BIND, None),
+                None => sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), ro, Some(c"size=0")),
+            };
             let bind = || sys::mount(Some(null), target, None, libc::MS_BIND, None);
             // the plan's guess first (a failed tmpfs costs a whole superblock), the other on ENOTDIR
-            let r = if *file { bind() } else { tmpfs() };
-            match r {
-                Err(libc::ENOTDIR) => if *file { tmpfs() } else { bind() }.or_else(skip_missing),
-                r => r.or_else(skip_missing),
+            let (r, as_dir) = match if *file { bind() } else { dir() } {
+                Err(libc::ENOTDIR) => (if *file { dir() } else { bind() }, *file),
+                r => (r, !*file),
+            };
+            if r.is_ok() && as_dir && masks.empty.is_none() {
+                masks.empty = Some(target);
             }
+            r.or_else(skip_missing)
         }
-        Op::ReadOnly { target } => {
+        Op::ReadOnly { target, inherit } => {
             match sys::mount(Some(target), target, None, libc::MS_BIND | libc::MS_REC, None) {
+                Ok(()) if *inherit => Ok(()),
                 Ok(()) => sys::mount_setattr_recursive(target, sys::MOUNT_ATTR_RDONLY),
                 r => r.or_else(skip_missing),
             }
         }
+        Op::ProcAttr { target, set, clear } => sys::mount_setattr(target, *set, *clear, 0),
     }
 }
 

@@ -213,14 +213,19 @@ pub fn mount(
 
 /// mount_setattr(2) over a whole tree (AT_RECURSIVE): for read-only rbinds.
 pub fn mount_setattr_recursive(target: &CStr, attr_set: u64) -> SysResult<()> {
-    let mut attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    mount_setattr(target, attr_set, 0, AT_RECURSIVE as c_uint)
+}
+
+/// mount_setattr(2) of the mount at `target` (with AT_RECURSIVE in `flags`, of the tree).
+pub fn mount_setattr(target: &CStr, attr_set: u64, attr_clr: u64, flags: c_uint) -> SysResult<()> {
+    let mut attr = MountAttr { attr_set, attr_clr, propagation: 0, userns_fd: 0 };
     // SAFETY: target is a NUL-terminated path; attr is a live mount_attr of the size passed.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             target.as_ptr(),
-            AT_RECURSIVE as c_uint,
+            flags,
             &mut attr as *mut MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
