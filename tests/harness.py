@@ -190,17 +190,38 @@ def flush_teardowns() -> None:
         teardown.flush()
 
 
-def _without_caches(found: leakcheck.Snapshot) -> leakcheck.Snapshot:
-    """What fastcontain keeps for the process on purpose is no leak: the device programs
-    it keeps loaded, one per rule set (fastcontain.devices)."""
-    import dataclasses
+def kept_descriptors() -> frozenset[int]:
+    """The descriptors fastcontain keeps for the process on purpose: the device programs
+    it keeps loaded, one per rule set (fastcontain.devices), and the reserve of network
+    namespaces given back by containers for reuse (fastcontain.netns, bounded: at most
+    its limit, each a network namespace, or that is a leak too)."""
     import sys
 
+    kept: frozenset[int] = frozenset()
     devices = sys.modules.get("fastcontain.devices")
-    if devices is None or not found.fds:
+    if devices is not None:
+        kept |= devices.cached_descriptors()
+    netns = sys.modules.get("fastcontain.netns")
+    if netns is not None:
+        reserve = netns.reserved()
+        assert len(reserve) <= netns.reserve_stats()["limit"], f"the netns reserve holds {len(reserve)}"
+        kept |= frozenset(fd for fd in reserve if os.readlink(f"/proc/self/fd/{fd}").startswith("net:["))
+    return kept
+
+
+def _without_caches(found: leakcheck.Snapshot) -> leakcheck.Snapshot:
+    """What fastcontain keeps for the process on purpose is no leak (kept_descriptors)."""
+    import dataclasses
+
+    if not found.fds:
         return found
-    kept = devices.cached_descriptors()
+    kept = kept_descriptors()
     return dataclasses.replace(found, fds=frozenset(f for f in found.fds if f[0] not in kept))
+
+
+def leaks(before: leakcheck.Snapshot, after: leakcheck.Snapshot, root: str) -> list[str]:
+    """leakcheck.leaks without what fastcontain keeps on purpose (kept_descriptors)."""
+    return leakcheck.describe(root, _without_caches(leakcheck.new(before, after)))
 
 
 @contextlib.contextmanager

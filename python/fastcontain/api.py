@@ -30,7 +30,7 @@ from . import prepared as _prepared
 from . import rootless as _rootless
 from . import profile as _profile
 from . import net as _net
-from . import spec as _spec
+from . import netns as _netns
 from . import state as _state
 from . import teardown as _teardown
 from . import stdio as _stdio
@@ -58,7 +58,7 @@ def _config(image: str | Config, command: Sequence[str] | str | None, fields: di
         if command is not None or fields:
             raise TypeError("pass options either in a Config or as keyword arguments, not both")
         return image
-    return Config(image=image, command=command, **fields)
+    return _prepared.config(image, command, fields)  # made once for the same pure options
 
 
 class _Fds:
@@ -94,22 +94,23 @@ def _launch(
     cgroup: _cgroups.Cgroup | None = None,
     netns_fd: int | None = None,
     network: _net.Attachment | None = None,
+    netns_reuse: bool = True,
 ) -> tuple[_state.ContainerState, _native.Child, dict[str, Any], _cgroups.Cgroup]:
     """Resolve, compile, make the state dir and the cgroup, and spawn; each object made
     here goes on `stack`. On v2 the child is born in its cgroup (CLONE_INTO_CGROUP); v1
     controllers (hybrid and v1 hosts) get its pid while it waits for start, and a
     bridged container's network is wired then (the veth's peer is made in its namespace).
     A `state`, `cgroup`, `netns_fd` or `network` made ahead (Pool) is used, and stays the
-    caller's (_adopt); a network wired ahead is the netns_fd's (eth0 ready: no wait for it)."""
+    caller's (_adopt); a network wired ahead is the netns_fd's (eth0 ready: no wait for it).
+    network="none": a network namespace from the reserve is joined, and given back after
+    the container when safe (netns.Keeper; not for detached ones: `netns_reuse=False`)."""
     from . import _native  # imported on first use: the rest of the package works without it
     mark = phases.mark if phases is not None else (lambda _: None)
     hold = stack.enter_context(_image.gc_hold())  # no garbage collection until its layers are noted
     image = _prepared.resolve(config.image, pull=config.pull)
     mark("resolve")
     paths = state.paths if state is not None else _state.Paths(os.path.abspath(_state.default_root()), id)
-    spec = _spec.compile(
-        config, image, paths, (-1, -1, -1), wait_for_start=wait_for_start, user=_prepared.user(config.user, image)
-    )
+    spec = _prepared.compile(config, image, paths, (-1, -1, -1), wait_for_start=wait_for_start)
     mark("compile")
     if state is None:
         state = _state.create(paths.root, id=id, name=config.name)
@@ -143,10 +144,13 @@ def _launch(
         config.network == "none" or (network is not None and network.ahead)
     ):
         spec["netns_fd"] = netns_fd  # made ahead with lo up (and eth0 wired, bridged): the child joins it
+    keeper = _netns.Keeper(config, spec, netns_reuse)
+    stack.callback(keeper.release)  # after the child is killed and reaped (below)
     mark("cgroup")
     spec["hold_mount_ns"] = defer_teardown  # its teardown off our path (spawn.rs, mount_ns)
     child = _native.spawn(spec)
     stack.callback(child.close)
+    keeper.hold(child)
     if phases is not None:
         mark("spawn")
         phases.native(child.timings, "spawn")

@@ -13,7 +13,8 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence  # (isinstance against these is a C call; typing's go through Python)
+from typing import Union
 
 from .cgroups import RESOURCE_FIELDS, Resources, format_cpu_list, online_cpus, parse_cpu_list
 from .errors import ConfigError

@@ -66,7 +66,7 @@ def _prepare(config: Config, id: str, autoremove: bool, stdin_open: bool = False
             return [stdin, fds.add(os.open(paths.stdout_log, flags, 0o600)),
                     fds.add(os.open(paths.stderr_log, flags, 0o600))]
 
-        state, child, spec, cgroup = api._launch(config, id, stack, stdio, wait_for_start=True)
+        state, child, spec, cgroup = api._launch(config, id, stack, stdio, wait_for_start=True, netns_reuse=False)
         fds.close_all()
         _exec_detached.write_base(state.paths, spec, config)  # for `exec` from any process
         started = _start_time(child.pid)

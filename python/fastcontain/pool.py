@@ -27,7 +27,9 @@ cannot hold one host port), published when the slot is taken; a pool's own optio
 not publish ports or fix an `ip`.
 
 A used slot is never reused: its writable layer holds what the last container wrote,
-and its namespace may hold what it changed. Everything is removed off the caller's path:
+and its namespace may hold what it changed (an isolated slot's namespace may go to the
+process's reserve, through the checks every network="none" container's goes through:
+netns.Keeper; a new slot takes one from there). Everything is removed off the caller's path:
 the state dir and cgroup on the teardown worker, the lease there too (at once when the
 run published ports, so they are free when it returns), and the namespace, with the
 veth in it, by the kernel once the container's last process is gone (deleting a veth
@@ -190,8 +192,9 @@ class Pool:
         slot = Slot(_state.create(self.root))
         try:
             if self._netns_ahead:
-                try:
-                    slot.netns = _netns.loopback()
+                try:  # an isolated pool's from the reserve of reused ones when it has one
+                    slot.netns = (None if self._bridged or not _netns.reuse_enabled() else _netns.take()) \
+                        or _netns.loopback()
                 except _netns.NetnsError as e:  # EPERM (not root), say: the spawn makes its own
                     self._netns_ahead = False
                     self.netns_error = str(e)

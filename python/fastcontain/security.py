@@ -17,7 +17,8 @@ import os
 import resource
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, cast
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import ConfigError
 
@@ -132,7 +133,8 @@ def capabilities(cap_add: Sequence[str] = (), cap_drop: Sequence[str] = (), priv
         caps = set(adds)
     else:
         caps = (set(DEFAULT_CAPS) - set(drops)) | set(adds)
-    return tuple(c for c in ALL_CAPS if c in caps & bounding)
+    granted = caps & bounding
+    return tuple(c for c in ALL_CAPS if c in granted)
 
 
 # -- seccomp -----------------------------------------------------------------

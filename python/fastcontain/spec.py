@@ -97,14 +97,16 @@ def mount_spec(m: Mount) -> dict[str, Any]:
     return {"source": m.source, "target": m.target, "type": m.type, "options": options}
 
 
-def compile(
-    config: Config, image: Image, paths: Paths, stdio: Sequence[int], *, wait_for_start: bool = False,
-    user: User | None = None,
-) -> dict[str, Any]:
-    """The native spec for running `config` on `image` with state under `paths`.
+def template(config: Config, image: Image, user: User | None = None) -> dict[str, Any]:
+    """The part of the spec that depends on `config`, `image` and `user` alone (see _template)."""
+    return _template(config, image, user)[0]
 
-    `stdio`: the host fds that become the container's 0, 1, 2 (-1 inherits); `user`:
-    config.user already resolved in the image (prepared.user), else it is resolved here."""
+
+def _template(config: Config, image: Image, user: User | None) -> tuple[dict[str, Any], User]:
+    """The part of the spec that depends on `config`, `image` and the resolved `user`
+    alone: everything but the container's paths (rootfs, overlay, a user namespace's
+    folders), its hostname and env (a default hostname is the id's), stdio and start mode.
+    compile() completes a copy of it per container; prepared.compile keeps one per Config."""
     command = cast("tuple[str, ...] | None", config.command)
     entrypoint = cast("tuple[str, ...] | None", config.entrypoint)
     # docker's rules: the user's entrypoint drops the image's Cmd; a command replaces Cmd only.
@@ -114,33 +116,61 @@ def compile(
         argv = list(image.entrypoint) + list(command or image.cmd)
     if not argv:
         raise ConfigError("command", None, f"image {image.name!r} has no default command: give one")
-    namespaces = list(config.namespaces)
-    hostname = config.hostname or (paths.id[:12] if "uts" in namespaces else None)
     user = user or resolve_user(config.user, image)
-    base = [f"PATH={DEFAULT_PATH}", f"HOME={user.home}"] + ([f"HOSTNAME={hostname}"] if hostname else [])
     volumes = cast("tuple[Mount, ...]", config.volumes)
-    secure = security.spec_part(config, image, paths)
-    lower = secure.pop("lower", None) or list(image.layers)
+    secure = security.spec_part(config, image)
     return {
         "argv": argv,
-        "env": merge_env(base, image.env, cast("tuple[str, ...]", config.env)),
         "cwd": config.workdir or image.workdir or "/",
-        "rootfs": paths.rootfs,
-        "overlay": {"lower": lower, "upper": paths.upper, "work": paths.work},
         "readonly_rootfs": config.readonly_rootfs,
-        "namespaces": namespaces,
-        "hostname": hostname,
+        "namespaces": list(config.namespaces),
         "default_mounts": True,
         "mounts": [mount_spec(m) for m in image.mounts + volumes] + secure.pop("mounts"),
         "uid": user.uid,
         "gid": user.gid,
         "groups": list(dict.fromkeys(list(user.groups) + secure.pop("groups"))),
         "umask": 0o022,
-        "stdio": list(stdio),
         "cpus": list(config.resources.cpu_set or ()) or None,  # cpuset_cpus: also the affinity
         "cgroup_fd": None,  # set by api._launch from the container's cgroup
-        "wait_for_start": wait_for_start,
         **secure,
         "init": config.init,
         "tty": config.tty,
-    }
+    }, user
+
+
+def _copy(tpl: dict[str, Any]) -> dict[str, Any]:
+    """A template's copy for one container: its lists (and the mounts' dicts and options)
+    are the container's own, as callers extend them (a network's binds, say)."""
+    spec = {k: (list(v) if type(v) is list else v) for k, v in tpl.items()}
+    spec["mounts"] = [{**m, "options": list(m["options"])} for m in spec["mounts"]]
+    return spec
+
+
+def compile(
+    config: Config, image: Image, paths: Paths, stdio: Sequence[int], *, wait_for_start: bool = False,
+    user: User | None = None, template_: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The native spec for running `config` on `image` with state under `paths`.
+
+    `stdio`: the host fds that become the container's 0, 1, 2 (-1 inherits); `user`:
+    config.user already resolved in the image (prepared.user), else it is resolved here;
+    `template_`: template(config, image, user), made before (prepared.compile), copied here."""
+    if template_ is None:
+        spec, user = _template(config, image, user)
+    else:
+        spec = _copy(template_)
+        user = user or resolve_user(config.user, image)
+    hostname = config.hostname or (paths.id[:12] if "uts" in spec["namespaces"] else None)
+    base = [f"PATH={DEFAULT_PATH}", f"HOME={user.home}"] + ([f"HOSTNAME={hostname}"] if hostname else [])
+    ns = security.userns_part(config, image, paths)
+    lower = ns.pop("lower", None) or list(image.layers)
+    spec.update(
+        env=merge_env(base, image.env, cast("tuple[str, ...]", config.env)),
+        rootfs=paths.rootfs,
+        overlay={"lower": lower, "upper": paths.upper, "work": paths.work},
+        hostname=hostname,
+        stdio=list(stdio),
+        wait_for_start=wait_for_start,
+        **ns,
+    )
+    return spec

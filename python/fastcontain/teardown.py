@@ -28,8 +28,23 @@ class TeardownError(FastcontainError):
 
 
 class _Worker:
+    """One daemon thread running deferred teardowns in order. Its queue is a C SimpleQueue
+    with the bound and the count of unfinished work kept beside it under one plain lock:
+    queue.Queue's Condition objects are Python code, run twice an item by the thread
+    deferring (put, notify) and by the worker (get, task_done), each holding the GIL the
+    threads starting containers wait for. A Condition is waited on, and notified, only
+    when a caller finds the queue full or flushes."""
+
     def __init__(self, bound: int) -> None:
-        self._queue: queue.Queue[tuple[Callable[[], None], str] | None] = queue.Queue(bound)
+        self._bound = bound
+        self._items: queue.SimpleQueue[tuple[Callable[[], None], str]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # callers wait here while `bound` items are queued
+        self._idle = threading.Condition(self._lock)  # flush() waits here until nothing is unfinished
+        self._queued = 0  # deferred and not yet taken by the worker
+        self._unfinished = 0  # deferred and not yet done
+        self._full_waiters = 0
+        self._flushers = 0
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._errors: list[str] = []
@@ -37,7 +52,7 @@ class _Worker:
 
     def _ensure(self) -> None:
         if self._pid != os.getpid():  # a forked child: the parent's worker is not ours
-            self.__init__(self._queue.maxsize)  # type: ignore[misc]
+            self.__init__(self._bound)  # type: ignore[misc]
         if self._thread is not None:
             return
         with self._start_lock:
@@ -48,36 +63,73 @@ class _Worker:
 
     def _loop(self) -> None:
         while True:
-            item = self._queue.get()
+            fn, what = self._items.get()
+            with self._lock:
+                self._queued -= 1
+                if self._full_waiters:
+                    self._room.notify()
             try:
-                if item is None:
-                    return
-                fn, what = item
-                try:
-                    _wait_mount_ns_closed()  # what a state dir's removal needs gone first
-                    fn()
-                except BaseException as e:  # kept for flush(): a worker must not die
-                    self._errors.append(f"{what}: {e}")
+                _wait_mount_ns_closed()  # what a state dir's removal needs gone first
+                fn()
+            except BaseException as e:  # kept for flush(): a worker must not die
+                self._errors.append(f"{what}: {e}")
             finally:
-                self._queue.task_done()
+                with self._lock:
+                    self._unfinished -= 1
+                    if not self._unfinished and self._flushers:
+                        self._idle.notify_all()
 
     def defer(self, fn: Callable[[], None], what: str) -> None:
         self._ensure()
-        self._queue.put((fn, what))  # blocks while MAX_PENDING are waiting: the bound
+        with self._lock:
+            while self._queued >= self._bound:  # MAX_PENDING are waiting: the bound
+                self._full_waiters += 1
+                try:
+                    self._room.wait()
+                finally:
+                    self._full_waiters -= 1
+            self._queued += 1
+            self._unfinished += 1
+        self._items.put((fn, what))
+
+    def try_defer(self, fn: Callable[[], None], what: str) -> bool:
+        self._ensure()
+        with self._lock:
+            if self._queued >= self._bound:
+                return False
+            self._queued += 1
+            self._unfinished += 1
+        self._items.put((fn, what))
+        return True
 
     def pending(self) -> int:
-        return self._queue.unfinished_tasks
+        return self._unfinished
 
     def flush(self) -> None:
         if self._thread is not None and self._pid == os.getpid():
-            self._queue.join()
+            with self._lock:
+                while self._unfinished:
+                    self._flushers += 1
+                    try:
+                        self._idle.wait()
+                    finally:
+                        self._flushers -= 1
         _wait_mount_ns_closed()
+        for settle in _settlers:
+            settle()
         if self._errors:
             errors, self._errors = self._errors, []
             raise TeardownError("background teardown failed: " + "; ".join(errors))
 
 
 _worker = _Worker(MAX_PENDING)
+_settlers: list[Callable[[], None]] = []
+
+
+def on_flush(settle: Callable[[], None]) -> None:
+    """Have flush() also wait for background work that is not on this worker's queue
+    (`settle()` returns once it is done): network namespaces made ahead (netns.py)."""
+    _settlers.append(settle)
 
 
 def _wait_mount_ns_closed() -> None:
@@ -96,6 +148,12 @@ def _wait_mount_ns_closed() -> None:
 def defer(fn: Callable[[], None], what: str = "teardown") -> None:
     """Run `fn` on the teardown worker; blocks while the queue is full."""
     _worker.defer(fn, what)
+
+
+def try_defer(fn: Callable[[], None], what: str = "background work") -> bool:
+    """defer(), unless the queue is full: then nothing is queued and False (for work
+    that may be skipped, such as checking a network namespace for reuse: netns.py)."""
+    return _worker.try_defer(fn, what)
 
 
 def pending() -> int:

@@ -8,6 +8,7 @@ import pytest
 
 import fastcontain
 
+import harness
 import leakcheck
 from harness import cgroup_parent_name
 
@@ -25,7 +26,7 @@ def test_sequential_runs_leak_nothing(session_dirs):
         r = fastcontain.run("busybox", ["sh", "-c", f"exit {i % 7}"])
         assert r.returncode == i % 7
     fastcontain.teardown.flush()  # run() removes its state dir in the background
-    assert leakcheck.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
+    assert harness.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
     assert [e.name for e in os.scandir(session_dirs.root) if e.is_dir() and e.name not in ("names", "networks")] == []
 
 
@@ -35,7 +36,7 @@ def test_failed_runs_leak_nothing(session_dirs):
         with pytest.raises(fastcontain.errors.SpawnError):
             fastcontain.run("busybox", ["/bin/nosuch"])
     fastcontain.teardown.flush()  # run() removes its state dir in the background
-    assert leakcheck.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
+    assert harness.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
 
 
 def test_container_lifecycles_leak_nothing(session_dirs):
@@ -46,7 +47,7 @@ def test_container_lifecycles_leak_nothing(session_dirs):
             c.kill()
             c.wait(timeout=LIMIT)
     fastcontain.teardown.flush()  # run() removes its state dir in the background
-    assert leakcheck.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
+    assert harness.leaks(before, leakcheck.take(session_dirs.root), session_dirs.root) == []
     assert [e.name for e in os.scandir(session_dirs.root) if e.is_dir() and e.name not in ("names", "networks")] == []
 
 

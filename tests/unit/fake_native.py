@@ -170,6 +170,8 @@ def install(monkeypatch: pytest.MonkeyPatch, spawn: Any = None) -> types.SimpleN
     children: list[Child] = []
     manager = Manager()
     monkeypatch.setattr(cgroups, "manager", lambda: manager)
+    # its children share this process's network namespace: none is made ahead for them
+    monkeypatch.setenv("FASTCONTAIN_NETNS_REFILL", "0")
 
     def default_spawn(spec: Mapping[str, Any]) -> Child:
         child = Child(spec)
