@@ -78,6 +78,11 @@ fastcontain.spec from validated config. Its keys:
                                  pivot_root (the old root still there), until Child.resume_setup():
                                  the OCI createRuntime and createContainer hooks run there. Costs
                                  one pipe and one round trip, only when asked
+  hold_mount_ns bool             take a descriptor of the container's mount namespace at the clone
+                                 (PIDFD_GET_MNT_NAMESPACE, Linux 6.11; nothing held before), so that
+                                 the init's exit does not tear its mounts down before we see it:
+                                 Child.close() hands it to a native thread that closes it; see
+                                 wait_mount_ns_closed
 
 Errors: failures of the child's steps raise fastcontain.errors.SpawnError
 (step, errno, path set); a malformed spec raises fastcontain.errors.ConfigError.
@@ -86,7 +91,7 @@ Errors: failures of the child's steps raise fastcontain.errors.SpawnError
 from typing import Any, Mapping, Sequence, final
 
 __all__ = ['spawn', 'plan_mounts', 'Child', 'SeccompProgram', 'compile_seccomp', 'remove_entries',
-           'probe_idmap', 'CAPABILITIES', 'STEPS']
+           'wait_mount_ns_closed', 'probe_idmap', 'CAPABILITIES', 'STEPS']
 
 def spawn(spec: Mapping[str, Any]) -> Child:
     """clone3 a container from spec. The GIL is released throughout.
@@ -136,7 +141,8 @@ class Child:
     def send_signal(self, sig: int) -> None:
         """pidfd_send_signal; a no-op once the child is reaped."""
     def close(self) -> None:
-        """Kill (SIGKILL) and reap the child if still there; close the descriptors. Idempotent."""
+        """Kill (SIGKILL) and reap the child if still there; close the descriptors (a held mount
+        namespace's on the native closer thread). Idempotent."""
     def release(self) -> None:
         """Close the descriptors without killing or reaping a started child: it goes on, and
         is reaped by whoever it is reparented to once we exit (exec --detach). Idempotent."""
@@ -176,6 +182,10 @@ CAPABILITIES: list[str]
 
 STEPS: list[str]
 """The names of the child's steps, in order (the 'step' of a SpawnError)."""
+
+def wait_mount_ns_closed() -> None:
+    """Return once every mount namespace held (hold_mount_ns) by a Child closed so far is
+    closed, its mounts gone (an overlay on a state folder about to be removed). GIL released."""
 
 def remove_entries(dir: str, entries: Sequence[tuple[str, bool]]) -> bool:
     """Remove `dir`'s known entries ((relative path, is a directory), deepest first, a

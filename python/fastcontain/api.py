@@ -147,6 +147,7 @@ def _launch(
     keeper = _netns.Keeper(config, spec, netns_reuse)
     stack.callback(keeper.release)  # after the child is killed and reaped (below)
     mark("cgroup")
+    spec["hold_mount_ns"] = defer_teardown  # its teardown off our path (spawn.rs, mount_ns)
     child = _native.spawn(spec)
     stack.callback(child.close)
     keeper.hold(child)

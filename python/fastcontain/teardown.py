@@ -69,6 +69,7 @@ class _Worker:
                 if self._full_waiters:
                     self._room.notify()
             try:
+                _wait_mount_ns_closed()  # what a state dir's removal needs gone first
                 fn()
             except BaseException as e:  # kept for flush(): a worker must not die
                 self._errors.append(f"{what}: {e}")
@@ -113,6 +114,7 @@ class _Worker:
                         self._idle.wait()
                     finally:
                         self._flushers -= 1
+        _wait_mount_ns_closed()
         for settle in _settlers:
             settle()
         if self._errors:
@@ -128,6 +130,19 @@ def on_flush(settle: Callable[[], None]) -> None:
     """Have flush() also wait for background work that is not on this worker's queue
     (`settle()` returns once it is done): network namespaces made ahead (netns.py)."""
     _settlers.append(settle)
+
+
+def _wait_mount_ns_closed() -> None:
+    """Wait for the mount namespaces that finished containers held (spec hold_mount_ns,
+    closed on a native thread: their teardown, the overlay's unmount above all, happens
+    off the caller's path) to be gone; at once when there are none."""
+    try:
+        from . import _native
+    except ImportError:  # no native module: nothing was held
+        return
+    wait = getattr(_native, "wait_mount_ns_closed", None)  # absent from the unit tests' stand-in
+    if wait is not None:
+        wait()
 
 
 def defer(fn: Callable[[], None], what: str = "teardown") -> None:

@@ -90,10 +90,13 @@ pub fn run(plan: &Plan, fds: &Fds) -> ! {
         step!(fds, Step::AttachRootfs, 0, sys::move_mount_fd(fd, &plan.rootfs));
         sys::close(fd);
     } else {
-        step!(fds, Step::MountRootfs, 0, do_op(&plan.rootfs_mount));
+        step!(fds, Step::MountRootfs, 0, do_op(&plan.rootfs_mount, &mut Ctx::default()));
     }
+    // From here on paths below the root filesystem are looked up from it (Ctx::rel).
+    step!(fds, Step::MountRootfs, 0, sys::chdir(&plan.rootfs));
+    let mut cx = Ctx { root: Some(plan.rootfs.to_bytes()), empty: None };
     for (i, op) in plan.ops.iter().enumerate() {
-        step!(fds, op.step(), i, do_op(op));
+        step!(fds, op.step(), i, do_op(op, &mut cx));
     }
     plan.marks.set(Mark::Mounted);
     // OCI hooks: createRuntime (the runtime's namespaces) and createContainer (ours,
@@ -339,11 +342,36 @@ fn remount_root_readonly() -> sys::SysResult<()> {
     sys::mount(None, c"/", None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)
 }
 
-fn do_op(op: &Op) -> sys::SysResult<()> {
+/// What the mount steps share.
+#[derive(Default)]
+struct Ctx<'a> {
+    /// The root filesystem's host path once it is our working directory: paths below it
+    /// are given to the kernel relative to it, so that each step's lookup starts there
+    /// instead of walking the state folder's path again.
+    root: Option<&'a [u8]>,
+    /// The first directory masked, whose empty read-only tmpfs the others get a bind of
+    /// (a bind keeps its source's read-only, nosuid, nodev and noexec flags), instead of
+    /// a superblock each to make and, at exit, to destroy.
+    empty: Option<&'a CStr>,
+}
+
+impl<'a> Ctx<'a> {
+    /// `p` relative to the working directory when it lies below the root filesystem.
+    fn rel(&self, p: &'a CStr) -> &'a CStr {
+        let Some(root) = self.root else { return p };
+        match p.to_bytes_with_nul().strip_prefix(root) {
+            Some([b'/', rest @ ..]) if rest.len() > 1 => CStr::from_bytes_with_nul(rest).unwrap_or(p),
+            _ => p,
+        }
+    }
+}
+
+fn do_op<'a>(op: &'a Op, cx: &mut Ctx<'a>) -> sys::SysResult<()> {
     match op {
-        Op::Mkdir { path, mode } => mkdir_p(path.as_bytes(), *mode),
+        Op::Mkdir { path, mode } => mkdir_p(cx.rel(path).to_bytes(), *mode),
         Op::MkFile { parent, path } => {
-            mkdir_p(parent.as_bytes(), 0o755)?;
+            let path = cx.rel(path);
+            mkdir_p(cx.rel(parent).to_bytes(), 0o755)?;
             let fd = sys::open(path, libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644)
                 .or_else(|e| {
                     // an existing mount point we may not write (a read-only image file) is fine
@@ -357,35 +385,52 @@ fn do_op(op: &Op) -> sys::SysResult<()> {
             Ok(())
         }
         Op::Mount { src, target, fstype, flags, data } => {
-            sys::mount(src.as_deref(), target, fstype.as_deref(), *flags, data.as_deref())
+            let src = src.as_deref().map(|s| if fstype.is_none() { cx.rel(s) } else { s });
+            sys::mount(src, cx.rel(target), fstype.as_deref(), *flags, data.as_deref())?;
+            if cx.root.is_some_and(|r| target.to_bytes_with_nul().strip_prefix(r) == Some(&[0][..])) {
+                // a mount over the root itself: the working directory must be on the new top
+                sys::chdir(target)?;
+            }
+            Ok(())
         }
-        Op::SetAttr { target, attr } => sys::mount_setattr_recursive(target, *attr),
-        Op::Mknod { path, mode, dev } => sys::mknod(path, *mode, *dev),
+        Op::SetAttr { target, attr } => sys::mount_setattr_recursive(cx.rel(target), *attr),
+        Op::Mknod { path, mode, dev } => sys::mknod(cx.rel(path), *mode, *dev),
         Op::Node { path, mode, dev, uid, gid } => {
+            let path = cx.rel(path);
             sys::mknod(path, *mode, *dev)?;
             if *uid != 0 || *gid != 0 {
                 sys::chown(path, *uid, *gid)?;
             }
             Ok(())
         }
-        Op::Symlink { target, link } => sys::symlink(target, link),
+        Op::Symlink { target, link } => sys::symlink(target, cx.rel(link)),
         Op::Mask { target, null, file } => {
+            let (target, null) = (cx.rel(target), cx.rel(null));
             let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-            let tmpfs = || sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), ro, Some(c"size=0"));
+            let dir = || match cx.empty {
+                Some(d) => sys::mount(Some(d), target, None, libc::MS_BIND, None),
+                None => sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), ro, Some(c"size=0")),
+            };
             let bind = || sys::mount(Some(null), target, None, libc::MS_BIND, None);
             // the plan's guess first (a failed tmpfs costs a whole superblock), the other on ENOTDIR
-            let r = if *file { bind() } else { tmpfs() };
-            match r {
-                Err(libc::ENOTDIR) => if *file { tmpfs() } else { bind() }.or_else(skip_missing),
-                r => r.or_else(skip_missing),
+            let (r, as_dir) = match if *file { bind() } else { dir() } {
+                Err(libc::ENOTDIR) => (if *file { dir() } else { bind() }, *file),
+                r => (r, !*file),
+            };
+            if r.is_ok() && as_dir && cx.empty.is_none() {
+                cx.empty = Some(target);
             }
+            r.or_else(skip_missing)
         }
-        Op::ReadOnly { target } => {
+        Op::ReadOnly { target, inherit } => {
+            let target = cx.rel(target);
             match sys::mount(Some(target), target, None, libc::MS_BIND | libc::MS_REC, None) {
+                Ok(()) if *inherit => Ok(()),
                 Ok(()) => sys::mount_setattr_recursive(target, sys::MOUNT_ATTR_RDONLY),
                 r => r.or_else(skip_missing),
             }
         }
+        Op::ProcAttr { target, set, clear } => sys::mount_setattr(cx.rel(target), *set, *clear, 0),
     }
 }
 
@@ -503,5 +548,22 @@ fn exec(plan: &Plan, err_w: c_int) -> ! {
     match denied {
         Some(i) => fail(err_w, Step::Execve, libc::EACCES, i),
         None => fail(err_w, Step::Execve, libc::ENOENT, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_below_the_root_become_relative_and_others_stay() {
+        let cx = Ctx { root: Some(b"/run/fc/abc/rootfs"), empty: None };
+        assert_eq!(cx.rel(c"/run/fc/abc/rootfs/dev/pts"), c"dev/pts");
+        assert_eq!(cx.rel(c"/run/fc/abc/rootfs/p"), c"p");
+        assert_eq!(cx.rel(c"/run/fc/abc/rootfs"), c"/run/fc/abc/rootfs", "the root itself");
+        assert_eq!(cx.rel(c"/run/fc/abc/rootfs/"), c"/run/fc/abc/rootfs/");
+        assert_eq!(cx.rel(c"/run/fc/abc/rootfsx/y"), c"/run/fc/abc/rootfsx/y", "a sibling");
+        assert_eq!(cx.rel(c"/dev/null"), c"/dev/null");
+        assert_eq!(Ctx::default().rel(c"/run/fc/abc/rootfs/dev"), c"/run/fc/abc/rootfs/dev");
     }
 }

@@ -47,7 +47,13 @@ pub enum Op {
     /// anything else. A path the kernel does not have is skipped.
     Mask { target: CString, null: CString, file: bool },
     /// Bind a path onto itself read-only, recursively. Missing paths are skipped.
-    ReadOnly { target: CString },
+    /// `inherit`: the mount it lies on is read-only for now (ProcAttr), which the bind
+    /// keeps (a bind copies its source's mount flags): no mount_setattr of its own
+    /// (nothing is mounted below it then).
+    ReadOnly { target: CString, inherit: bool },
+    /// mount_setattr of one mount (not recursive): /proc read-only while the read-only
+    /// paths in it are bound, then writable again (2 calls instead of one per path).
+    ProcAttr { target: CString, set: u64, clear: u64 },
 }
 
 impl Op {
@@ -61,7 +67,7 @@ impl Op {
             Op::Mknod { .. } | Op::Node { .. } => Step::Mknod,
             Op::Symlink { .. } => Step::Symlink,
             Op::Mask { .. } => Step::MaskPath,
-            Op::ReadOnly { .. } => Step::ReadonlyPath,
+            Op::ReadOnly { .. } | Op::ProcAttr { .. } => Step::ReadonlyPath,
         }
     }
 }
@@ -126,6 +132,8 @@ pub struct Plan {
     /// v1 cgroup.procs files the child joins by writing "0", before late_cgroupns.
     pub cgroup_procs_fds: Vec<i32>,
     pub wait_for_start: bool,
+    /// Take a descriptor of the child's mount namespace once it is cloned (spec.hold_mount_ns).
+    pub hold_mount_ns: bool,
     /// Stop after the mounts, before pivot_root, until the parent says go on (OCI hooks).
     pub pause_before_pivot: bool,
     pub rootfs: CString,
@@ -690,13 +698,28 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         let file = kind == Some(false);
         b.push(Op::Mask { target: cstring(&field, &host)?, null: null.clone(), file }, p, format!("masking {p} failed"));
     }
-    for (i, p) in spec.readonly_paths.iter().enumerate() {
+    let readonly: Vec<&String> = spec.readonly_paths.iter().filter(|p| kernel_path_kind(spec, p).is_some()).collect();
+    // All in the container's own /proc (the defaults): bound while /proc is read-only. A bind's
+    // submounts keep their own flags, so not when a mount or a mask lies below one of them.
+    let below = |t: &str| readonly.iter().any(|p| t.strip_prefix(p.as_str()).is_some_and(|r| r.is_empty() || r.starts_with('/')));
+    let inherit = spec.default_mounts
+        && readonly.len() > 1
+        && readonly.iter().all(|p| p.starts_with("/proc/"))
+        && !spec.mounts.iter().any(|m| below(&m.target))
+        && !spec.masked_paths.iter().any(|m| below(m));
+    let proc = cstring("readonly_paths", &format!("{rootfs}/proc"))?;
+    if inherit {
+        let attr = Op::ProcAttr { target: proc.clone(), set: sys::MOUNT_ATTR_RDONLY, clear: 0 };
+        b.push(attr, "/proc", "making /proc read-only for its read-only paths failed".into());
+    }
+    for (i, p) in readonly.iter().enumerate() {
         let field = format!("readonly_paths[{i}]");
         let host = host_path(&field, &rootfs, p)?;
-        if kernel_path_kind(spec, p).is_none() {
-            continue;
-        }
-        b.push(Op::ReadOnly { target: cstring(&field, &host)? }, p, format!("making {p} read-only failed"));
+        b.push(Op::ReadOnly { target: cstring(&field, &host)?, inherit }, p, format!("making {p} read-only failed"));
+    }
+    if inherit {
+        let attr = Op::ProcAttr { target: proc, set: 0, clear: sys::MOUNT_ATTR_RDONLY };
+        b.push(attr, "/proc", "making /proc writable again after its read-only paths failed".into());
     }
     if !spec.cwd.trim_end_matches('/').is_empty() {
         // docker and runc create a missing working directory
@@ -893,6 +916,7 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
         netns_fd,
         cgroup_procs_fds: spec.cgroup_procs_fds.clone(),
         wait_for_start: spec.wait_for_start,
+        hold_mount_ns: spec.hold_mount_ns,
         pause_before_pivot: spec.pause_before_pivot,
         rootfs: cstring("rootfs", &rootfs)?,
         rootfs_mount,
@@ -1243,6 +1267,23 @@ mod tests {
             .collect();
         assert_eq!(masks, [("/proc/fs", false), ("/proc/version", true), ("/img/x", false)]);
         assert_eq!(plan.ops.iter().filter(|o| matches!(o, Op::ReadOnly { .. })).count(), 1);
+    }
+
+    #[test]
+    fn read_only_paths_in_proc_are_bound_while_proc_is_read_only() {
+        let mut s = spec();
+        s.readonly_paths = vec!["/proc/sys".into(), "/proc/fs".into(), "/proc/no-such-file-fastcontain".into()];
+        let (plan, _) = build(&s).unwrap();
+        let tail: Vec<&Op> = plan.ops.iter().filter(|o| matches!(o, Op::ReadOnly { .. } | Op::ProcAttr { .. })).collect();
+        assert_eq!(tail.len(), 4, "ro /proc, two binds, rw /proc");
+        assert!(matches!(tail[0], Op::ProcAttr { target, set, clear: 0 } if *set == sys::MOUNT_ATTR_RDONLY && target.to_str().unwrap() == "/run/fc/rootfs/proc"));
+        assert!(tail[1..3].iter().all(|o| matches!(o, Op::ReadOnly { inherit: true, .. })));
+        assert!(matches!(tail[3], Op::ProcAttr { set: 0, clear, .. } if *clear == sys::MOUNT_ATTR_RDONLY));
+        // a mount below one of them keeps its own flags in a bind: each gets its recursive setattr
+        s.mounts = vec![MountSpec::new("tmpfs", "/proc/sys/x", "tmpfs", &[])];
+        let (plan, _) = build(&s).unwrap();
+        assert!(!plan.ops.iter().any(|o| matches!(o, Op::ProcAttr { .. })));
+        assert_eq!(plan.ops.iter().filter(|o| matches!(o, Op::ReadOnly { inherit: false, .. })).count(), 2);
     }
 
     #[test]

@@ -153,6 +153,7 @@ fn extract_spec(obj: &Bound<'_, PyAny>) -> Result<Spec, Error> {
         netns_fd: take(&mut f, "netns_fd", "an int", || None)?,
         cgroup_procs_fds: take(&mut f, "cgroup_procs_fds", "a list of ints", Vec::new)?,
         wait_for_start: take(&mut f, "wait_for_start", "a bool", || false)?,
+        hold_mount_ns: take(&mut f, "hold_mount_ns", "a bool", || false)?,
         pause_before_pivot: take(&mut f, "pause_before_pivot", "a bool", || false)?,
         capabilities: take(&mut f, "capabilities", "a list of capability names", || None)?,
         no_new_privileges: take(&mut f, "no_new_privileges", "a bool", || false)?,
@@ -401,6 +402,13 @@ fn plan_mounts(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Vec<plan::Mo
 /// state.py's removal of a state dir of the usual shape, with the GIL released (the
 /// teardown worker's many short syscalls otherwise take the GIL from the threads
 /// starting containers, once each).
+/// Block (without the GIL) until every mount namespace held by a closed Child is closed:
+/// before removing a state folder its overlay was mounted on.
+#[pyfunction]
+fn wait_mount_ns_closed(py: Python<'_>) {
+    py.detach(core::mount_ns::wait_closed)
+}
+
 #[pyfunction]
 fn remove_entries(py: Python<'_>, dir: std::path::PathBuf, entries: Vec<(String, bool)>) -> PyResult<bool> {
     use std::os::unix::ffi::OsStrExt;
@@ -427,6 +435,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySeccomp>()?;
     m.add_function(wrap_pyfunction!(compile_seccomp, m)?)?;
     m.add_function(wrap_pyfunction!(remove_entries, m)?)?;
+    m.add_function(wrap_pyfunction!(wait_mount_ns_closed, m)?)?;
     m.add_function(wrap_pyfunction!(probe_idmap, m)?)?;
     m.add("CAPABILITIES", caps::CAPS.to_vec())?;
     let steps: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();

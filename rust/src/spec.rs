@@ -101,6 +101,10 @@ pub struct Spec {
     /// them itself) before its cgroup namespace is made, so no stop before exec is needed.
     pub cgroup_procs_fds: Vec<i32>,
     pub wait_for_start: bool,
+    /// Keep a descriptor of the container's mount namespace (Child::take_mount_ns), so that
+    /// its teardown (every mount's, the overlay's above all) happens when that descriptor is
+    /// closed, on a teardown thread, instead of in the init's exit, before its parent sees it.
+    pub hold_mount_ns: bool,
     /// Stop once more, after the mounts and before pivot_root, until the parent
     /// says go on (OCI createRuntime/createContainer hooks run there). Needs wait_for_start.
     pub pause_before_pivot: bool,
@@ -154,6 +158,7 @@ impl Default for Spec {
             netns_fd: None,
             cgroup_procs_fds: Vec::new(),
             wait_for_start: false,
+            hold_mount_ns: false,
             pause_before_pivot: false,
             capabilities: None,
             no_new_privileges: false,

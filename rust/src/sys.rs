@@ -213,14 +213,19 @@ pub fn mount(
 
 /// mount_setattr(2) over a whole tree (AT_RECURSIVE): for read-only rbinds.
 pub fn mount_setattr_recursive(target: &CStr, attr_set: u64) -> SysResult<()> {
-    let mut attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    mount_setattr(target, attr_set, 0, AT_RECURSIVE as c_uint)
+}
+
+/// mount_setattr(2) of the mount at `target` (with AT_RECURSIVE in `flags`, of the tree).
+pub fn mount_setattr(target: &CStr, attr_set: u64, attr_clr: u64, flags: c_uint) -> SysResult<()> {
+    let mut attr = MountAttr { attr_set, attr_clr, propagation: 0, userns_fd: 0 };
     // SAFETY: target is a NUL-terminated path; attr is a live mount_attr of the size passed.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             target.as_ptr(),
-            AT_RECURSIVE as c_uint,
+            flags,
             &mut attr as *mut MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -769,6 +774,14 @@ pub fn waitid_pidfd_usage(pidfd: c_int, nohang: bool) -> SysResult<Option<(i32, 
         let usage = Usage { utime_us: us(ru.ru_utime), stime_us: us(ru.ru_stime), maxrss_kib: ru.ru_maxrss as u64 };
         Ok(Some((rc, usage)))
     }
+}
+
+/// ioctl(pidfd, PIDFD_GET_MNT_NAMESPACE) (Linux 6.11): a close-on-exec descriptor of the
+/// process's mount namespace, which keeps the namespace (and its mounts) alive.
+pub fn pidfd_mount_ns(pidfd: c_int) -> SysResult<c_int> {
+    const PIDFD_GET_MNT_NAMESPACE: libc::c_ulong = 0xFF03; // _IO(0xFF, 3)
+    // SAFETY: plain integers; the ioctl takes no argument and returns a new descriptor.
+    check_int(unsafe { libc::ioctl(pidfd, PIDFD_GET_MNT_NAMESPACE, 0) })
 }
 
 /// pidfd_open(2): a pidfd for `pid`, close-on-exec.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fastcontain import security
@@ -36,6 +38,21 @@ def test_masked_and_readonly_paths():
     assert "/proc/keys masked" in text and "/proc/timer_list masked" in text
     assert "Read-only file system" in text
     assert text.splitlines()[-1].split()[5].split(",")[0] == "ro"
+
+
+def test_masked_directories_are_empty_and_read_only_and_proc_stays_writable():
+    # the second masked directory is a bind of the first's empty tmpfs; the read-only paths
+    # are bound while /proc is read-only, which it is not afterwards
+    dirs = [d for d in ("/proc/acpi", "/sys/firmware", "/proc/scsi", "/proc/asound") if os.path.isdir(d)]
+    script = "; ".join(f"ls -A {d} | wc -l; (mkdir {d}/x) 2>&1" for d in dirs)
+    text = out(f"{script}; grep -E ' /proc | /proc/(bus|fs|irq|sys) ' /proc/self/mountinfo")
+    lines = text.splitlines()
+    for i, d in enumerate(dirs):
+        assert lines[2 * i] == "0", (d, text)
+        assert "Read-only file system" in lines[2 * i + 1], (d, text)
+    flags = {line.split()[4]: line.split()[5].split(",")[0] for line in lines[2 * len(dirs):]}
+    assert flags.pop("/proc") == "rw", text
+    assert flags and set(flags.values()) == {"ro"}, text
 
 
 def test_a_non_root_user_has_no_effective_capabilities_but_keeps_the_bounding_set():

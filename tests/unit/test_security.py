@@ -58,7 +58,7 @@ def test_a_docker_profile_compiles_to_an_allow_list_and_errno_overrides(tmp_path
     p.write_text(json.dumps(prof))
     prog = security.compile_profile(str(p), frozenset())
     assert prog.skipped == ["arm_fadvise64_64"]
-    assert len(prog.sizes) == 3  # the x32 guard, the allow list, then the ENOSYS filter
+    assert len(prog.sizes) == 1  # the x32 guard, the allow list and the ENOSYS filter merged into one program
 
 
 @pytest.mark.parametrize(
