@@ -361,8 +361,9 @@ def floor_setup(rootfs: Path, workdir: Path) -> Iterator[Runner]:
         yield Runner(
             "floor", run, lambda: floor.once(["sh", "-c", PROBE]), isolated=True, steps=steps, finish=floor.sync,
             settle=floor.sync,
-            notes={"how": "benches/floor.c: clone3, overlay, /proc, /sys, /dev, pivot_root, lo, execve, "
-                   "wait, teardown", "cgroups": hierarchies or "none (as fastcontain)"},
+            notes={"how": "benches/floor.c: clone3, overlay, /proc, /sys, /dev, pivot_root, lo, execve, wait, "
+                   "teardown" + (" (a reused netns, the mount ns held)" if _floor.AS_FASTCONTAIN else ""),
+                   "cgroups": hierarchies or "none (as fastcontain)"},
         )
     finally:
         floor.close()

@@ -5,14 +5,21 @@
  *   [cgroups: mkdir + open of <v2>/<n> (CLONE_INTO_CGROUP), mkdir of <v1 ctrl>/<n> + a
  *    memory/pids limit each, the child joining them itself by writing 0 to cgroup.procs]
  *   clone3(CLONE_NEWNS|NEWPID|NEWUTS|NEWIPC|NEWNET|NEWCGROUP|PIDFD[|INTO_CGROUP])
- *   child: / rprivate, overlay (lower = the image, volatile upper) on rootfs, /proc,
- *          /sys ro, /dev tmpfs with 6 nodes and 5 links, devpts, /dev/shm, mqueue,
- *          [the masked paths (empty ro tmpfs, /dev/null) and read-only binds of the security
- *          defaults], pivot_root(".", "."), umount2(".", MNT_DETACH), sethostname, lo up,
- *          [the bounding set dropped to the kept capabilities, capset, no_new_privs,
- *          the seccomp filters], execve
- *   parent: waitid on the pidfd, close, answer; then rmdir the cgroups, remove the state
- *          dir (after the answer, as fastcontain tears down off the caller's path)
+ *   [--hold-mnt: the child's mount namespace taken through its pidfd (Linux 6.11)]
+ *   child: [--reuse-netns: setns into the server's one network namespace, made once with
+ *          lo up, instead of CLONE_NEWNET], / rprivate, overlay (lower = the image, volatile
+ *          upper) on rootfs, /proc, /sys ro, /dev tmpfs with 6 nodes and 5 links, devpts,
+ *          /dev/shm, mqueue, [the masked paths (one empty ro tmpfs, bound for the other
+ *          directories; /dev/null for files) and read-only binds of the security defaults
+ *          (made while /proc is read-only when all are in it: they inherit it)],
+ *          pivot_root(".", "."), umount2(".", MNT_DETACH), sethostname, lo up (not with
+ *          --reuse-netns), [the bounding set dropped to the kept capabilities, capset,
+ *          no_new_privs, the seccomp filters], execve
+ *   parent: waitid on the pidfd, close, answer; then [close the held mount namespace: its
+ *          mounts go], rmdir the cgroups, remove the state dir (after the answer, as
+ *          fastcontain tears down off the caller's path)
+ * --reuse-netns and --hold-mnt are what fastcontain.run does by default (netns.py's
+ * reserve, spec hold_mount_ns); benches/floor.py passes both.
  *
  * Built by benches/conftest.py with `cc -O2`. Two modes:
  *   floor [opts] --once ARGV...   one container running ARGV, its stdio inherited
@@ -33,6 +40,7 @@
 #include <linux/capability.h>
 #include <linux/mount.h>
 #include <linux/filter.h>
+#include <sched.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
@@ -57,6 +65,9 @@
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
+#ifndef PIDFD_GET_MNT_NAMESPACE
+#define PIDFD_GET_MNT_NAMESPACE _IO(0xFF, 3)
+#endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
@@ -74,6 +85,8 @@ static int caps_given = 0;
 static struct sock_fprog filters[8];
 static int nfilters = 0;
 static volatile uint64_t *shared; /* child's timestamps */
+static int reuse_netns = -1; /* --reuse-netns: the one network namespace, lo up */
+static int hold_mnt = 0;     /* --hold-mnt */
 
 static uint64_t now(void) {
     struct timespec ts;
@@ -120,6 +133,7 @@ static void child(const char *dir, int errfd, int *v1procs, char **argv, int qui
         {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
     static const char *links[][2] = {{"pts/ptmx", "dev/ptmx"}, {"/proc/self/fd", "dev/fd"},
         {"/proc/self/fd/0", "dev/stdin"}, {"/proc/self/fd/1", "dev/stdout"}, {"/proc/self/fd/2", "dev/stderr"}};
+    if (reuse_netns >= 0) CHK(setns(reuse_netns, CLONE_NEWNET), "setns net");
     for (int i = 0; i < ncg1; i++) CHK(write_fd(v1procs[i], "0"), "joining a v1 cgroup");
     snprintf(rootfs, sizeof rootfs, "%s/rootfs", dir);
     snprintf(data, sizeof data, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work,volatile", lower, dir, dir);
@@ -143,30 +157,46 @@ static void child(const char *dir, int errfd, int *v1procs, char **argv, int qui
     CHK(mkdir("dev/mqueue", 0755), "mkdir mqueue");
     CHK(mount("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL), "mqueue");
     /* the security defaults' masked and read-only paths, as fastcontain mounts them */
+    const char *empty = NULL; /* the first masked directory: its tmpfs is bound for the others */
     for (int i = 0; i < nmasks; i++) {
         const char *m = masks[i] + 1; /* relative to the rootfs */
-        if (mount("tmpfs", m, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0") < 0) {
+        int r = empty ? mount(empty, m, NULL, MS_BIND, NULL)
+                      : mount("tmpfs", m, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0");
+        if (r == 0 && !empty) empty = m;
+        if (r < 0) {
             if (errno == ENOTDIR) {
                 if (mount("/dev/null", m, NULL, MS_BIND, NULL) < 0 && errno != ENOENT) die_child(errfd, "mask");
             } else if (errno != ENOENT) die_child(errfd, "mask");
         }
     }
+    /* all in /proc with no mask below one of them: bound while /proc is read-only */
+    int inherit = nros > 1;
+    for (int i = 0; i < nros; i++) {
+        size_t len = strlen(ros[i]);
+        if (strncmp(ros[i], "/proc/", 6)) inherit = 0;
+        for (int j = 0; j < nmasks; j++)
+            if (!strncmp(masks[j], ros[i], len) && (masks[j][len] == 0 || masks[j][len] == '/')) inherit = 0;
+    }
+    struct mount_attr proc_ro = {.attr_set = MOUNT_ATTR_RDONLY}, proc_rw = {.attr_clr = MOUNT_ATTR_RDONLY};
+    if (inherit) CHK(syscall(SYS_mount_setattr, AT_FDCWD, "proc", 0, &proc_ro, sizeof proc_ro), "mount_setattr proc");
     for (int i = 0; i < nros; i++) {
         const char *r = ros[i] + 1;
         if (mount(r, r, NULL, MS_BIND | MS_REC, NULL) < 0) {
             if (errno != ENOENT) die_child(errfd, "readonly bind");
             continue;
         }
+        if (inherit) continue;
         struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
         CHK(syscall(SYS_mount_setattr, AT_FDCWD, r, AT_RECURSIVE, &attr, sizeof attr), "mount_setattr");
     }
+    if (inherit) CHK(syscall(SYS_mount_setattr, AT_FDCWD, "proc", 0, &proc_rw, sizeof proc_rw), "mount_setattr proc");
     shared[T_MOUNTS] = now();
     CHK(syscall(SYS_pivot_root, ".", "."), "pivot_root");
     CHK(umount2(".", MNT_DETACH), "detach old root");
     CHK(chdir("/"), "chdir /");
     shared[T_PIVOT] = now();
     CHK(sethostname("floor", 5), "sethostname");
-    lo_up(errfd);
+    if (reuse_netns < 0) lo_up(errfd);
     shared[T_NET] = now();
     if (caps_given) { /* drop the bounding set to the kept capabilities, then capset */
         for (int cap = 0; cap <= 63; cap++)
@@ -211,12 +241,14 @@ static int rmtree(const char *path) {
 }
 
 /* What a container leaves for its teardown: its cgroups and its state dir. */
-struct left { unsigned long n; int cgfd, v1procs[8]; char dir[4096]; };
+struct left { unsigned long n; int cgfd, mntfd, v1procs[8]; char dir[4096]; };
 
 /* Remove what a container left; -1 with msg set when something could not go. */
 static int teardown(struct left *l, char *msg, size_t msglen) {
     char p[4200];
     int r = 0;
+    if (l->mntfd >= 0) close(l->mntfd); /* the last reference: its mounts go now */
+    l->mntfd = -1;
     if (l->cgfd >= 0) close(l->cgfd);
     for (int i = 0; i < ncg1; i++) {
         close(l->v1procs[i]);
@@ -239,6 +271,7 @@ static int one(unsigned long n, char **argv, int quiet, uint64_t *t, char *msg, 
     int *v1procs = l->v1procs, cgfd = -1, errp[2];
     l->n = n;
     l->cgfd = -1;
+    l->mntfd = -1;
     t[T_START] = now();
     snprintf(dir, sizeof l->dir, "%s/floor-%d-%lu", root, (int)getpid(), n);
     if (mkdir(dir, 0700) < 0) { snprintf(msg, msglen, "mkdir %s: %s", dir, strerror(errno)); return -1000; }
@@ -273,7 +306,8 @@ static int one(unsigned long n, char **argv, int quiet, uint64_t *t, char *msg, 
     int pidfd = -1;
     struct clone_args args;
     memset(&args, 0, sizeof args);
-    args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_PIDFD;
+    args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | CLONE_PIDFD;
+    if (reuse_netns < 0) args.flags |= CLONE_NEWNET;
     args.pidfd = (uint64_t)(uintptr_t)&pidfd;
     args.exit_signal = SIGCHLD;
     if (cgfd >= 0) { args.flags |= CLONE_INTO_CGROUP; args.cgroup = cgfd; }
@@ -285,6 +319,7 @@ static int one(unsigned long n, char **argv, int quiet, uint64_t *t, char *msg, 
     }
     close(errp[1]);
     l->cgfd = cgfd;
+    if (pid > 0 && hold_mnt) l->mntfd = ioctl(pidfd, PIDFD_GET_MNT_NAMESPACE, 0); /* -1: held nothing */
     if (pid < 0) {
         snprintf(msg, msglen, "clone3: %s", strerror(errno));
         close(errp[0]);
@@ -342,6 +377,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seccomp") && i + 1 < argc) {
             if (read_filter(argv[++i]) < 0) { fprintf(stderr, "floor: cannot read the filter %s\n", argv[i]); return 2; }
         }
+        else if (!strcmp(argv[i], "--reuse-netns")) reuse_netns = 0;
+        else if (!strcmp(argv[i], "--hold-mnt")) hold_mnt = 1;
         else if (!strcmp(argv[i], "--serve")) { serve = 1; i++; break; }
         else if (!strcmp(argv[i], "--once")) { i++; break; }
         else { fprintf(stderr, "floor: bad argument %s\n", argv[i]); return 2; }
@@ -349,6 +386,15 @@ int main(int argc, char **argv) {
     if (!lower || !root || (!serve && i >= argc)) {
         fprintf(stderr, "usage: floor --lower DIR --root DIR [--cgroup-v2 DIR] [--cgroup-v1 DIR]... (--serve | --once ARGV...)\n");
         return 2;
+    }
+    if (reuse_netns == 0) { /* one namespace with lo up, made now; we stay in ours */
+        int ours = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (ours < 0 || unshare(CLONE_NEWNET) < 0) { perror("floor: unshare(CLONE_NEWNET)"); return 1; }
+        reuse_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        int errfd = 2;
+        lo_up(errfd);
+        if (reuse_netns < 0 || setns(ours, CLONE_NEWNET) < 0) { perror("floor: setns back"); return 1; }
+        close(ours);
     }
     shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shared == MAP_FAILED) { perror("mmap"); return 1; }

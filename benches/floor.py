@@ -22,6 +22,11 @@ import pytest
 SOURCE = Path(__file__).resolve().parent / "floor.c"
 CGROUP_ROOT = "/sys/fs/cgroup"
 SERVERS = 2  # as many as threads use it at once (the throughput bench's two)
+# fastcontain.run's defaults that change the kernel work: a network namespace reused (one
+# per floor server, lo up) instead of a new one each, the mount namespace closed after the
+# answer instead of by the init's exit. FASTCONTAIN_FLOOR_FRESH=1: neither (the kernel work
+# of a runtime that makes a new network namespace for every container, as crun's).
+AS_FASTCONTAIN = () if os.environ.get("FASTCONTAIN_FLOOR_FRESH") == "1" else ("--reuse-netns", "--hold-mnt")
 
 
 def build(workdir: Path) -> Path:
@@ -120,7 +125,10 @@ class Floor:
 
     def argv(self) -> list[str]:
         flags = [x for pair in self.parents for x in pair]
-        return [str(self.binary), "--lower", str(self.lower), "--root", str(self.state), *flags, *self.security]
+        # what fastcontain.run does by default: a reused network namespace (netns.py's
+        # reserve) and the mount namespace held past the exit (spec hold_mount_ns)
+        return [str(self.binary), "--lower", str(self.lower), "--root", str(self.state), *flags, *self.security,
+                *AS_FASTCONTAIN]
 
     def _start(self) -> subprocess.Popen[str]:
         s = subprocess.Popen([*self.argv(), "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
