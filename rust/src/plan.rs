@@ -139,7 +139,9 @@ pub struct Plan {
     pub rootfs: CString,
     /// The mount that makes the rootfs directory the container's root.
     pub rootfs_mount: Op,
-    pub ops: Vec<Op>,
+    /// The mount steps after the rootfs's, carried out from it (the child's working
+    /// directory then). Shared by every container whose steps are the same (OpsCache).
+    pub ops: Arc<Vec<Op>>,
     pub readonly_root: bool,
     pub hostname: Option<Vec<u8>>,
     pub loopback_up: bool,
@@ -193,7 +195,7 @@ unsafe impl Send for Plan {}
 #[derive(Debug, Clone, Default)]
 pub struct Describe {
     /// (path, message) per op, indexed like `Plan::ops`.
-    pub ops: Vec<(String, String)>,
+    pub ops: Arc<Vec<(String, String)>>,
     pub rootfs: String,
     pub rootfs_what: String,
     pub cwd: String,
@@ -219,7 +221,9 @@ impl Describe {
             | Step::Remount
             | Step::SetAttr
             | Step::Mknod
-            | Step::Symlink => match self.ops.get(idx) {
+            | Step::Symlink
+            | Step::MaskPath
+            | Step::ReadonlyPath => match self.ops.get(idx) {
                 Some((p, m)) if r.errno == libc::EACCES && self.userns_root.is_some() => (
                     Some(p.clone()),
                     format!(
@@ -596,19 +600,179 @@ fn cpu_set(cpus: &[usize]) -> Result<libc::cpu_set_t, SpecError> {
 /// What a /proc or /sys path of the container's fresh procfs and sysfs is, seen from the
 /// host's (the same kernel): None when this kernel has no such path (its mask is
 /// skipped: nothing to hide), Some(Some(is_dir)), or Some(None) when unknown here.
+///
+/// Remembered for KERNEL_PATHS_FOR: the ~16 lstat calls of the default masked and
+/// read-only paths were a fifth of building a plan. A path that a module loaded since
+/// brings (/sys/devices/virtual/powercap, say) is masked from then on, at most that late.
 fn kernel_path_kind(spec: &Spec, path: &str) -> Option<Option<bool>> {
     if !spec.default_mounts || !(path.starts_with("/proc/") || path.starts_with("/sys/")) {
         return Some(None);
     }
-    match std::fs::symlink_metadata(path) {
+    let mut known = KERNEL_PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    let now = std::time::Instant::now();
+    match *known {
+        Some((since, _)) if now.duration_since(since) > KERNEL_PATHS_FOR => *known = None,
+        _ => {}
+    }
+    let (_, kinds) = known.get_or_insert_with(|| (now, std::collections::HashMap::new()));
+    if let Some(kind) = kinds.get(path) {
+        return *kind;
+    }
+    let kind = match std::fs::symlink_metadata(path) {
         Ok(m) => Some(Some(m.is_dir())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(_) => Some(None),
+    };
+    kinds.insert(path.to_string(), kind);
+    kind
+}
+
+/// How long kernel_path_kind's answers are kept.
+const KERNEL_PATHS_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+type KernelPaths = Option<(std::time::Instant, std::collections::HashMap<String, Option<Option<bool>>>)>;
+static KERNEL_PATHS: std::sync::Mutex<KernelPaths> = std::sync::Mutex::new(None);
+
+type Notes = Vec<(String, String)>;
+
+/// The mount steps after the rootfs's (default mounts, device nodes, the caller's
+/// mounts, masks, read-only paths, the working directory), their host paths below
+/// `rootfs`; and the words for their failures.
+fn build_ops(spec: &Spec, ns_flags: u64, rootfs: &str) -> Result<(Arc<Vec<Op>>, Arc<Notes>), SpecError> {
+    let mut b = Builder { rootfs, ops: Vec::new(), notes: Vec::new() };
+    if spec.default_mounts {
+        for (i, m) in default_mounts_for(spec, ns_flags).iter().enumerate() {
+            b.mount(&format!("default_mounts[{i}]"), m)?;
+            if m.target == "/dev" {
+                // nodes and links go into the fresh /dev tmpfs before anything is mounted below it
+                b.dev_nodes(spec.userns.is_some())?;
+                b.host_nodes(spec)?;
+            }
+        }
+    }
+    for (i, m) in spec.mounts.iter().enumerate() {
+        b.mount(&format!("mounts[{i}]"), m)?;
+    }
+    // files are masked by the container's own /dev/null (the host's without default mounts)
+    let null = cstring("masked_paths", &if spec.default_mounts { format!("{rootfs}/dev/null") } else { "/dev/null".into() })?;
+    for (i, p) in spec.masked_paths.iter().enumerate() {
+        let field = format!("masked_paths[{i}]");
+        let host = host_path(&field, rootfs, p)?;
+        let Some(kind) = kernel_path_kind(spec, p) else { continue };
+        // a file first gets /dev/null bound on it; a directory an empty tmpfs (each falls back to the other)
+        let file = kind == Some(false);
+        b.push(Op::Mask { target: cstring(&field, &host)?, null: null.clone(), file }, p, format!("masking {p} failed"));
+    }
+    let readonly: Vec<&String> = spec.readonly_paths.iter().filter(|p| kernel_path_kind(spec, p).is_some()).collect();
+    // All in the container's own /proc (the defaults): bound while /proc is read-only. A bind's
+    // submounts keep their own flags, so not when a mount or a mask lies below one of them.
+    let below = |t: &str| readonly.iter().any(|p| t.strip_prefix(p.as_str()).is_some_and(|r| r.is_empty() || r.starts_with('/')));
+    let inherit = spec.default_mounts
+        && readonly.len() > 1
+        && readonly.iter().all(|p| p.starts_with("/proc/"))
+        && !spec.mounts.iter().any(|m| below(&m.target))
+        && !spec.masked_paths.iter().any(|m| below(m));
+    let proc = cstring("readonly_paths", &format!("{rootfs}/proc"))?;
+    if inherit {
+        let attr = Op::ProcAttr { target: proc.clone(), set: sys::MOUNT_ATTR_RDONLY, clear: 0 };
+        b.push(attr, "/proc", "making /proc read-only for its read-only paths failed".into());
+    }
+    for (i, p) in readonly.iter().enumerate() {
+        let field = format!("readonly_paths[{i}]");
+        let host = host_path(&field, rootfs, p)?;
+        b.push(Op::ReadOnly { target: cstring(&field, &host)?, inherit }, p, format!("making {p} read-only failed"));
+    }
+    if inherit {
+        let attr = Op::ProcAttr { target: proc, set: 0, clear: sys::MOUNT_ATTR_RDONLY };
+        b.push(attr, "/proc", "making /proc writable again after its read-only paths failed".into());
+    }
+    if !spec.cwd.trim_end_matches('/').is_empty() {
+        // docker and runc create a missing working directory
+        let host = host_path("cwd", rootfs, &spec.cwd)?;
+        b.push(
+            Op::Mkdir { path: cstring("cwd", &host)?, mode: 0o755 },
+            &spec.cwd,
+            format!("creating the working directory {} failed", spec.cwd),
+        );
+    }
+    Ok((Arc::new(b.ops), Arc::new(b.notes)))
+}
+
+/// Mount steps made once for the containers whose steps are the same: those without
+/// mounts of their own, device nodes or a user namespace (whose steps read the host:
+/// bind sources, the host's nodes, ids), the rest being the same list of default mounts,
+/// masks and read-only paths every time. They are built relative to the rootfs, which
+/// the child has made its working directory by then (child::run), so the list serves
+/// any rootfs; kept for KERNEL_PATHS_FOR, as what the masks depend on. Building them
+/// was ~40 us of each spawn (allocations, formatted messages, lstat of kernel paths).
+struct OpsCache {
+    entries: std::sync::Mutex<Vec<CachedOps>>,
+}
+
+struct CachedOps {
+    made: std::time::Instant,
+    default_mounts: bool,
+    sysfs_rw: bool,
+    masked_paths: Vec<String>,
+    readonly_paths: Vec<String>,
+    cwd: String,
+    ops: Arc<Vec<Op>>,
+    notes: Arc<Notes>,
+}
+
+const OPS_CACHED: usize = 8;
+static OPS: OpsCache = OpsCache { entries: std::sync::Mutex::new(Vec::new()) };
+
+impl OpsCache {
+    fn cacheable(spec: &Spec) -> bool {
+        spec.mounts.is_empty() && spec.device_nodes.is_empty() && spec.userns.is_none()
+    }
+
+    fn get(&self, spec: &Spec, ns_flags: u64) -> Result<(Arc<Vec<Op>>, Arc<Notes>), SpecError> {
+        if !Self::cacheable(spec) {
+            return build_ops(spec, ns_flags, spec.rootfs.trim_end_matches('/'));
+        }
+        let now = std::time::Instant::now();
+        {
+            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            entries.retain(|e| now.duration_since(e.made) <= KERNEL_PATHS_FOR);
+            if let Some(e) = entries.iter().find(|e| {
+                e.default_mounts == spec.default_mounts
+                    && e.sysfs_rw == spec.sysfs_rw
+                    && e.masked_paths == spec.masked_paths
+                    && e.readonly_paths == spec.readonly_paths
+                    && e.cwd == spec.cwd
+            }) {
+                return Ok((e.ops.clone(), e.notes.clone()));
+            }
+        }
+        let (ops, notes) = build_ops(spec, ns_flags, ".")?;
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= OPS_CACHED {
+            entries.remove(0);
+        }
+        entries.push(CachedOps {
+            made: now,
+            default_mounts: spec.default_mounts,
+            sysfs_rw: spec.sysfs_rw,
+            masked_paths: spec.masked_paths.clone(),
+            readonly_paths: spec.readonly_paths.clone(),
+            cwd: spec.cwd.clone(),
+            ops: ops.clone(),
+            notes: notes.clone(),
+        });
+        Ok((ops, notes))
     }
 }
 
 /// Turn a spec into the plan the child carries out and the words to explain its failures.
 pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
+    build_with(spec, true)
+}
+
+/// build(); `cache`: the mount steps from OpsCache where they can be (their paths are
+/// relative to the rootfs then).
+fn build_with(spec: &Spec, cache: bool) -> Result<(Plan, Describe), SpecError> {
     if let Some(pidfd) = spec.join {
         return build_exec(spec, pidfd);
     }
@@ -674,64 +838,8 @@ pub fn build(spec: &Spec) -> Result<(Plan, Describe), SpecError> {
     if !spec.cwd.starts_with('/') {
         return Err(SpecError::new("cwd", spec.cwd.clone(), "must be an absolute path inside the container"));
     }
-    let mut b = Builder { rootfs: &rootfs, ops: Vec::new(), notes: Vec::new() };
-    if spec.default_mounts {
-        for (i, m) in default_mounts_for(spec, ns_flags).iter().enumerate() {
-            b.mount(&format!("default_mounts[{i}]"), m)?;
-            if m.target == "/dev" {
-                // nodes and links go into the fresh /dev tmpfs before anything is mounted below it
-                b.dev_nodes(spec.userns.is_some())?;
-                b.host_nodes(spec)?;
-            }
-        }
-    }
-    for (i, m) in spec.mounts.iter().enumerate() {
-        b.mount(&format!("mounts[{i}]"), m)?;
-    }
-    // files are masked by the container's own /dev/null (the host's without default mounts)
-    let null = cstring("masked_paths", &if spec.default_mounts { format!("{rootfs}/dev/null") } else { "/dev/null".into() })?;
-    for (i, p) in spec.masked_paths.iter().enumerate() {
-        let field = format!("masked_paths[{i}]");
-        let host = host_path(&field, &rootfs, p)?;
-        let Some(kind) = kernel_path_kind(spec, p) else { continue };
-        // a file first gets /dev/null bound on it; a directory an empty tmpfs (each falls back to the other)
-        let file = kind == Some(false);
-        b.push(Op::Mask { target: cstring(&field, &host)?, null: null.clone(), file }, p, format!("masking {p} failed"));
-    }
-    let readonly: Vec<&String> = spec.readonly_paths.iter().filter(|p| kernel_path_kind(spec, p).is_some()).collect();
-    // All in the container's own /proc (the defaults): bound while /proc is read-only. A bind's
-    // submounts keep their own flags, so not when a mount or a mask lies below one of them.
-    let below = |t: &str| readonly.iter().any(|p| t.strip_prefix(p.as_str()).is_some_and(|r| r.is_empty() || r.starts_with('/')));
-    let inherit = spec.default_mounts
-        && readonly.len() > 1
-        && readonly.iter().all(|p| p.starts_with("/proc/"))
-        && !spec.mounts.iter().any(|m| below(&m.target))
-        && !spec.masked_paths.iter().any(|m| below(m));
-    let proc = cstring("readonly_paths", &format!("{rootfs}/proc"))?;
-    if inherit {
-        let attr = Op::ProcAttr { target: proc.clone(), set: sys::MOUNT_ATTR_RDONLY, clear: 0 };
-        b.push(attr, "/proc", "making /proc read-only for its read-only paths failed".into());
-    }
-    for (i, p) in readonly.iter().enumerate() {
-        let field = format!("readonly_paths[{i}]");
-        let host = host_path(&field, &rootfs, p)?;
-        b.push(Op::ReadOnly { target: cstring(&field, &host)?, inherit }, p, format!("making {p} read-only failed"));
-    }
-    if inherit {
-        let attr = Op::ProcAttr { target: proc, set: 0, clear: sys::MOUNT_ATTR_RDONLY };
-        b.push(attr, "/proc", "making /proc writable again after its read-only paths failed".into());
-    }
-    if !spec.cwd.trim_end_matches('/').is_empty() {
-        // docker and runc create a missing working directory
-        let host = host_path("cwd", &rootfs, &spec.cwd)?;
-        b.push(
-            Op::Mkdir { path: cstring("cwd", &host)?, mode: 0o755 },
-            &spec.cwd,
-            format!("creating the working directory {} failed", spec.cwd),
-        );
-    }
-    d.ops = b.notes;
-    let ops = b.ops;
+    let (ops, notes) = if cache { OPS.get(spec, ns_flags)? } else { build_ops(spec, ns_flags, &rootfs)? };
+    d.ops = notes;
 
     let argv: Vec<CString> = spec
         .argv
@@ -1014,8 +1122,8 @@ fn build_exec(spec: &Spec, pidfd: i32) -> Result<(Plan, Describe), SpecError> {
         ..spec.clone()
     };
     let (mut plan, mut d) = build(&process_only)?;
-    plan.ops.clear();
-    d.ops.clear();
+    plan.ops = Arc::default();
+    d.ops = Arc::default();
     plan.clone_flags = sys::CLONE_PIDFD | if spec.cgroup_fd.is_some() { sys::CLONE_INTO_CGROUP } else { 0 };
     plan.loopback_up = false;
     plan.late_cgroupns = false;
@@ -1029,7 +1137,7 @@ fn build_exec(spec: &Spec, pidfd: i32) -> Result<(Plan, Describe), SpecError> {
 pub type MountRow = (String, String, String, u64, String);
 
 pub fn mount_table(spec: &Spec) -> Result<Vec<MountRow>, SpecError> {
-    let (plan, _) = build(spec)?;
+    let (plan, _) = build_with(spec, false)?; // host paths, not the cache's relative ones
     let s = |c: &Option<CString>| c.as_ref().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(std::iter::once(&plan.rootfs_mount)
         .chain(plan.ops.iter())
@@ -1140,11 +1248,11 @@ mod tests {
             MountSpec::new("/etc/hostname", "/etc/hostname", "bind", &["bind", "ro"]),
         ];
         let (plan, d) = build(&s).unwrap();
-        let usr: Vec<&Op> = plan.ops.iter().zip(&d.ops).filter(|(_, (p, _))| p == "/usr").map(|(o, _)| o).collect();
+        let usr: Vec<&Op> = plan.ops.iter().zip(d.ops.iter()).filter(|(_, (p, _))| p == "/usr").map(|(o, _)| o).collect();
         assert!(matches!(usr[0], Op::Mkdir { .. }));
         assert!(matches!(usr[1], Op::Mount { flags, .. } if *flags == libc::MS_BIND | libc::MS_REC));
         assert!(matches!(usr[2], Op::SetAttr { attr, .. } if *attr == sys::MOUNT_ATTR_RDONLY));
-        let f: Vec<&Op> = plan.ops.iter().zip(&d.ops).filter(|(_, (p, _))| p == "/etc/hostname").map(|(o, _)| o).collect();
+        let f: Vec<&Op> = plan.ops.iter().zip(d.ops.iter()).filter(|(_, (p, _))| p == "/etc/hostname").map(|(o, _)| o).collect();
         assert!(matches!(f[0], Op::MkFile { .. }), "a file source gets a file mount point");
         assert!(matches!(f[2], Op::Mount { flags, .. } if *flags == libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY));
     }
@@ -1164,7 +1272,7 @@ mod tests {
         s.cwd = "/work/dir".into();
         let (plan, d) = build(&s).unwrap();
         assert_eq!(d.ops.last().unwrap().0, "/work/dir");
-        assert!(matches!(plan.ops.last().unwrap(), Op::Mkdir { path, .. } if path.to_str().unwrap() == "/run/fc/rootfs/work/dir"));
+        assert!(matches!(plan.ops.last().unwrap(), Op::Mkdir { path, .. } if path.to_str().unwrap() == "./work/dir")); // relative to the rootfs (OpsCache)
         s.cwd = "/".into();
         let (_, d) = build(&s).unwrap();
         assert!(d.ops.iter().all(|(p, _)| p != "/"));
@@ -1259,7 +1367,7 @@ mod tests {
         let masks: Vec<(&str, bool)> = plan
             .ops
             .iter()
-            .zip(&d.ops)
+            .zip(d.ops.iter())
             .filter_map(|(o, (p, _))| match o {
                 Op::Mask { file, .. } => Some((p.as_str(), *file)),
                 _ => None,
@@ -1270,13 +1378,68 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_mask_or_read_only_bind_names_its_path() {
+        let mut s = spec();
+        s.masked_paths = vec!["/proc/fs".into()];
+        s.readonly_paths = vec!["/proc/sys".into()];
+        let (plan, d) = build(&s).unwrap();
+        for (step, path, words) in [(Step::MaskPath, "/proc/fs", "masking /proc/fs failed"),
+                                    (Step::ReadonlyPath, "/proc/sys", "making /proc/sys read-only failed")] {
+            let idx = plan.ops.iter().position(|o| o.step() == step).unwrap() as u32;
+            let e = d.error(Record { step: step as u32, errno: libc::EPERM, index: idx });
+            assert_eq!((e.path.as_deref(), e.message.as_str()), (Some(path), words));
+        }
+    }
+
+    #[test]
+    fn containers_with_the_same_mount_steps_share_them_relative_to_their_rootfs() {
+        let mut a = spec();
+        a.masked_paths = vec!["/proc/fs".into()];
+        let mut b = a.clone();
+        b.rootfs = "/run/fc/other/rootfs".into();
+        let (pa, da) = build(&a).unwrap();
+        let (pb, db) = build(&b).unwrap();
+        assert!(Arc::ptr_eq(&pa.ops, &pb.ops) && Arc::ptr_eq(&da.ops, &db.ops));
+        assert_eq!(pb.rootfs.to_str().unwrap(), "/run/fc/other/rootfs");
+        let targets: Vec<&str> = pa.ops.iter().filter_map(|o| match o {
+            Op::Mount { target, .. } | Op::Mask { target, .. } => Some(target.to_str().unwrap()),
+            _ => None,
+        }).collect();
+        assert!(targets.contains(&"./proc") && targets.contains(&"./proc/fs"), "{targets:?}");
+        assert!(targets.iter().all(|t| t.starts_with("./")), "{targets:?}");
+        // other masks: other steps
+        let mut c = a.clone();
+        c.masked_paths = vec!["/proc/sys".into()];
+        assert!(!Arc::ptr_eq(&pa.ops, &build(&c).unwrap().0.ops));
+        // mounts of its own: built for it, with host paths
+        let mut m = a.clone();
+        m.mounts = vec![MountSpec::new("tmpfs", "/data", "tmpfs", &[])];
+        let (pm, _) = build(&m).unwrap();
+        assert!(!Arc::ptr_eq(&pa.ops, &pm.ops));
+        assert!(pm.ops.iter().any(|o| matches!(o, Op::Mount { target, .. } if target.to_str() == Ok("/run/fc/rootfs/data"))));
+        // the mount table shows host paths
+        assert!(mount_table(&a).unwrap().iter().any(|r| r.1 == "/run/fc/rootfs/proc"));
+    }
+
+    #[test]
+    fn kernel_paths_are_looked_up_once_a_while() {
+        let s = spec();
+        assert_eq!(kernel_path_kind(&s, "/proc/sys"), Some(Some(true)));
+        assert_eq!(kernel_path_kind(&s, "/proc/no-such-file-fastcontain"), None);
+        let known = KERNEL_PATHS.lock().unwrap();
+        let (_, kinds) = known.as_ref().unwrap();
+        assert_eq!(kinds.get("/proc/sys"), Some(&Some(Some(true))));
+        assert_eq!(kinds.get("/proc/no-such-file-fastcontain"), Some(&None));
+    }
+
+    #[test]
     fn read_only_paths_in_proc_are_bound_while_proc_is_read_only() {
         let mut s = spec();
         s.readonly_paths = vec!["/proc/sys".into(), "/proc/fs".into(), "/proc/no-such-file-fastcontain".into()];
         let (plan, _) = build(&s).unwrap();
         let tail: Vec<&Op> = plan.ops.iter().filter(|o| matches!(o, Op::ReadOnly { .. } | Op::ProcAttr { .. })).collect();
         assert_eq!(tail.len(), 4, "ro /proc, two binds, rw /proc");
-        assert!(matches!(tail[0], Op::ProcAttr { target, set, clear: 0 } if *set == sys::MOUNT_ATTR_RDONLY && target.to_str().unwrap() == "/run/fc/rootfs/proc"));
+        assert!(matches!(tail[0], Op::ProcAttr { target, set, clear: 0 } if *set == sys::MOUNT_ATTR_RDONLY && target.to_str().unwrap() == "./proc"));
         assert!(tail[1..3].iter().all(|o| matches!(o, Op::ReadOnly { inherit: true, .. })));
         assert!(matches!(tail[3], Op::ProcAttr { set: 0, clear, .. } if *clear == sys::MOUNT_ATTR_RDONLY));
         // a mount below one of them keeps its own flags in a bind: each gets its recursive setattr
