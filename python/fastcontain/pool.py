@@ -291,7 +291,7 @@ class Pool:
             raise ConfigError("name", options["name"], "containers of a pool have no names")
         if "image" in options:
             raise ConfigError("image", options["image"], "a pool's image is fixed when it is made")
-        return replace(self.config, command=command, **options) if (command is not None or options) else self.config
+        return _prepared.replaced(self.config, command, options)
 
     def run(self, command: Sequence[str] | str | None = None, **kwargs: Any) -> Any:
         """fastcontain.run in a ready slot: the same arguments (stdin, capture_output, text,
