@@ -196,4 +196,5 @@ def clear() -> None:
         _images.clear()
         _users.clear()
         _configs.clear()
+        _replaced.clear()
         _templates.clear()

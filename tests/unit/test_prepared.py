@@ -58,6 +58,28 @@ def test_options_that_read_the_host_are_checked_every_time(tmp_path: Path) -> No
         prepared.config("busybox", None, fields)
 
 
+def test_a_pools_per_run_config_is_made_once_for_the_same_base_and_values(tmp_path: Path) -> None:
+    base = Config("busybox", ["sh"], env={"A": "1"})
+    assert prepared.replaced(base, None, {}) is base
+    one = prepared.replaced(base, ["true"], {"hostname": "h"})
+    assert one is prepared.replaced(base, ("true",), {"hostname": "h"})
+    assert one == Config("busybox", ["true"], env={"A": "1"}, hostname="h")
+    assert prepared.replaced(base, ["false"], {"hostname": "h"}).command == ("false",) != one.command
+    other = Config("busybox", ["sh"], env={"A": "2"})
+    assert prepared.replaced(other, ["true"], {"hostname": "h"}).env == other.env  # another base: its own
+    src = tmp_path / "data"
+    src.mkdir()
+    fields = {"volumes": [f"{src}:/data"]}  # reads the host: checked every time
+    assert prepared.replaced(base, ["true"], fields) is not prepared.replaced(base, ["true"], fields)
+    src.rmdir()
+    with pytest.raises(ConfigError, match="does not exist"):
+        prepared.replaced(base, ["true"], fields)
+    with pytest.raises(ConfigError):
+        prepared.replaced(base, [], {})  # an invalid one is not kept
+    with pytest.raises(ConfigError):
+        prepared.replaced(base, [], {})
+
+
 def test_an_invalid_config_is_not_kept() -> None:
     for _ in range(2):
         with pytest.raises(ConfigError):
