@@ -90,7 +90,7 @@ Errors: failures of the child's steps raise fastcontain.errors.SpawnError
 
 from typing import Any, Mapping, Sequence, final
 
-__all__ = ['spawn', 'plan_mounts', 'Child', 'SeccompProgram', 'compile_seccomp', 'remove_entries',
+__all__ = ['spawn', 'plan_mounts', 'Child', 'SeccompProgram', 'compile_seccomp', 'remove_entries', 'make_state_dir', 'make_cgroup_dir',
            'wait_mount_ns_closed', 'probe_idmap', 'CAPABILITIES', 'STEPS']
 
 def spawn(spec: Mapping[str, Any]) -> Child:
@@ -186,6 +186,24 @@ STEPS: list[str]
 def wait_mount_ns_closed() -> None:
     """Return once every mount namespace held (hold_mount_ns) by a Child closed so far is
     closed, its mounts gone (an overlay on a state folder about to be removed). GIL released."""
+
+def make_state_dir(
+    root_lock: str, dir: str, lock: str, subdirs: Sequence[tuple[str, int]]
+) -> tuple[int, tuple[int, str] | None]:
+    """Under `root_lock` (flock LOCK_SH), make `dir` (0700) and its `lock` file, held
+    with LOCK_EX: its descriptor is returned; then each (path, mode) of `subdirs`. The
+    second item is None, or (errno, path) of the subfolder that failed (`dir` is the
+    caller's to remove then). Raises OSError (errno, message, path) before the lock is
+    held, leaving nothing it made. GIL released."""
+
+def make_cgroup_dir(
+    dir: str, owner: tuple[str, bytes] | None, prog: int
+) -> tuple[int, tuple[str, int] | None]:
+    """Make the cgroup v2 directory `dir`, set the xattr owner (name, value) on it when
+    given (a refusal is ignored), open it (O_DIRECTORY, close-on-exec) and attach the
+    loaded device program `prog` (BPF_PROG_ATTACH, BPF_F_ALLOW_MULTI; negative: none).
+    (fd, None), or (-1, (part, errno)) with the directory removed again, part "mkdir",
+    "open" or "attach". GIL released."""
 
 def remove_entries(dir: str, entries: Sequence[tuple[str, bool]]) -> bool:
     """Remove `dir`'s known entries ((relative path, is a directory), deepest first, a

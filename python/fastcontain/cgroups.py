@@ -49,6 +49,26 @@ V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices")
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum
 OWNER_XATTR = "trusted.fastcontain.owner"  # the owning container's state dir
+_MAKE_FAILED = {  # the parts of _native.make_cgroup_dir, as the Python path words them
+    "mkdir": "creating the cgroup {} failed",
+    "open": "opening the cgroup {} failed",
+    "attach": "attaching the device filter to the cgroup {} (BPF_PROG_ATTACH, BPF_CGROUP_DEVICE) failed",
+}
+_MakeDir = Callable[[str, "tuple[str, bytes] | None", int], "tuple[int, tuple[str, int] | None]"]
+_make_dir_fn: list[_MakeDir | None] = []  # found on first use: importing the native module costs every CLI call
+
+
+def _make_dir() -> _MakeDir | None:
+    """_native.make_cgroup_dir (a cgroup v2 directory in one native call, the GIL released
+    once), or None without the native module (os calls then)."""
+    if not _make_dir_fn:
+        try:
+            from ._native import make_cgroup_dir
+        except ImportError:
+            _make_dir_fn.append(None)
+        else:
+            _make_dir_fn.append(make_cgroup_dir)
+    return _make_dir_fn[0]
 _ID = re.compile(r"[0-9a-f]{16}\Z")
 
 
@@ -770,9 +790,19 @@ class Manager:
         keys = self.keys_for(res)
         parents = [self.parent_dir(k) for k in keys]
         cg = Cgroup(self, cid)
+        program = self.device_backend == "bpf" and not res.device_policy.allows_all
+        make_dir = _make_dir()
         try:
             for key, parent in zip(keys, parents):
                 d = os.path.join(parent, cid)
+                if key == "unified" and make_dir is not None:  # natively: mkdir, xattr, open, attach
+                    fd, failed = make_dir(d, (OWNER_XATTR, owner.encode()) if owner is not None else None,
+                                          _devices.program_fd(res.device_policy) if program else -1)
+                    if failed is not None:
+                        part, err = failed
+                        raise CgroupError(_MAKE_FAILED[part].format(d), path=d, errno=err)
+                    cg.dirs[key], cg.fd = d, fd
+                    continue
                 try:
                     os.mkdir(d)
                 except OSError as e:
@@ -796,7 +826,7 @@ class Manager:
             if "devices" in cg.dirs:  # v1: the policy as the controller's own lines
                 for file, line in res.device_policy.v1_lines():
                     _write(os.path.join(cg.dirs["devices"], file), line)
-            if "unified" in cg.dirs:
+            if "unified" in cg.dirs and cg.fd is None:
                 d = cg.dirs["unified"]
                 try:
                     cg.fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

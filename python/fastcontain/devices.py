@@ -357,6 +357,12 @@ def cached_descriptors() -> frozenset[int]:
         return frozenset(_programs.values())
 
 
+def program_fd(p: Policy) -> int:
+    """The descriptor of the policy's loaded program (loaded now if it is not yet), for
+    an attach made elsewhere (cgroups.Manager.create's native one)."""
+    return _program(p)
+
+
 def attach(p: Policy, cgroup_fd: int, path: str) -> None:
     """Attach the policy's program to a cgroup v2 directory (BPF_PROG_ATTACH with
     BPF_F_ALLOW_MULTI: the programs of its ancestors keep applying too)."""

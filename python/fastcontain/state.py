@@ -324,8 +324,27 @@ def _prepare_root(root: str) -> None:
     _ready.add(root)
 
 
-def _locked_dir(paths: Paths) -> int:
-    """Make the container's dir and take its lock; the lock's fd."""
+_SUBDIRS = (("upper", 0o755), ("work", 0o700), ("rootfs", 0o755))  # a container's overlay folders
+
+
+def _locked_dir(paths: Paths, subdirs: tuple[tuple[str, int], ...]) -> tuple[int, OSError | None]:
+    """Make the container's dir and take its lock, then make `subdirs` in it: the lock's
+    fd, and the error of a subdir that could not be made (the dir is the caller's to
+    remove then). Natively, in one call with the GIL released, where it can (a dozen
+    syscalls that from Python each hand the GIL to a thread starting another container)."""
+    try:
+        from . import _native
+
+        make = _native.make_state_dir
+    except (ImportError, AttributeError):  # no native module (some unit tests)
+        make = None
+    if make is not None:
+        try:
+            lock_fd, failed = make(os.path.join(paths.root, "lock"), paths.dir, paths.lock,
+                                   [(os.path.join(paths.dir, sub), mode) for sub, mode in subdirs])
+        except FileExistsError:
+            raise ContainerError(f"a container with id {paths.id} already exists") from None
+        return lock_fd, (OSError(failed[0], os.strerror(failed[0]), failed[1]) if failed else None)
     # Under the shared root lock, a sweep cannot see the dir before its lock is held.
     with _root_lock(paths.root, fcntl.LOCK_SH):
         try:
@@ -334,7 +353,13 @@ def _locked_dir(paths: Paths) -> int:
             raise ContainerError(f"a container with id {paths.id} already exists") from None
         lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    return lock_fd
+    try:
+        for sub, mode in subdirs:
+            os.mkdir(os.path.join(paths.dir, sub))
+            os.chmod(os.path.join(paths.dir, sub), mode)
+    except OSError as e:
+        return lock_fd, e
+    return lock_fd, None
 
 
 def create(
@@ -354,17 +379,17 @@ def create(
     if root not in _ready:
         _prepare_root(root)
     paths = Paths(root, id)
+    subdirs = () if oci else _SUBDIRS
     try:
-        lock_fd = _locked_dir(paths)
+        lock_fd, failed = _locked_dir(paths, subdirs)
     except FileNotFoundError:  # the root was removed since we made it: make it again
         _ready.discard(root)
         _prepare_root(root)
-        lock_fd = _locked_dir(paths)
+        lock_fd, failed = _locked_dir(paths, subdirs)
     state = ContainerState(paths, None, lock_fd)
     try:
-        for sub, mode in () if oci else (("upper", 0o755), ("work", 0o700), ("rootfs", 0o755)):
-            os.mkdir(os.path.join(paths.dir, sub))
-            os.chmod(os.path.join(paths.dir, sub), mode)
+        if failed is not None:
+            raise failed
         if name is not None:
             _claim_name(root, name, id)
             state.name = name

@@ -7,6 +7,7 @@
 //! [`py`] knows about Python.
 
 pub mod caps;
+pub mod cgroupdir;
 pub mod child;
 pub mod errors;
 pub mod idmap;
@@ -18,6 +19,7 @@ mod py;
 pub mod seccomp;
 pub mod spawn;
 pub mod spec;
+pub mod statedir;
 pub mod syscalls;
 pub mod sys;
 pub mod timing;

@@ -418,6 +418,58 @@ fn remove_entries(py: Python<'_>, dir: std::path::PathBuf, entries: Vec<(String,
     py.detach(|| sys::remove_entries(&d, &es)).map_err(|e| os_error(py, e, &format!("removing {}", dir.display())))
 }
 
+/// A container's state folder, locked, with its subfolders (statedir::make): the lock's
+/// descriptor, and None or the (errno, path) of a subfolder that failed (the folder is
+/// then the caller's to remove). Raises OSError (errno, message, path) before the lock is
+/// held. GIL released.
+#[pyfunction]
+fn make_state_dir(
+    py: Python<'_>, root_lock: String, dir: String, lock: String, subdirs: Vec<(String, u32)>,
+) -> PyResult<(i32, Option<(i32, String)>)> {
+    let cstr = |s: &str| std::ffi::CString::new(s).map_err(|_| PyValueError::new_err("a path with a NUL byte"));
+    let (rl, d, l) = (cstr(&root_lock)?, cstr(&dir)?, cstr(&lock)?);
+    let subs = subdirs.iter().map(|(p, m)| Ok((cstr(p)?, *m as libc::mode_t))).collect::<PyResult<Vec<_>>>()?;
+    let failed_path = |f: &crate::statedir::Failed| f.path.to_string_lossy().into_owned();
+    match py.detach(|| crate::statedir::make(&rl, &d, &l, &subs)) {
+        Ok((fd, failed)) => Ok((fd, failed.map(|f| (f.errno, failed_path(&f))))),
+        Err(f) => {
+            let msg = std::io::Error::from_raw_os_error(f.errno).to_string();
+            let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
+            Err(PyOSError::new_err((f.errno, msg, failed_path(&f))))
+        }
+    }
+}
+
+/// A container's cgroup v2 directory (cgroupdir::make): mkdir, the owner xattr (name,
+/// value) when given, its O_DIRECTORY descriptor and the device program `prog` attached
+/// (negative: none). (fd, None), or (-1, (part, errno)) with nothing left, part being
+/// "mkdir", "open" or "attach". GIL released.
+#[pyfunction]
+#[pyo3(signature = (dir, owner, prog))]
+fn make_cgroup_dir(
+    py: Python<'_>, dir: String, owner: Option<(String, Vec<u8>)>, prog: i32,
+) -> PyResult<(i32, Option<(&'static str, i32)>)> {
+    use crate::cgroupdir::Part;
+    let cstr = |s: &str| std::ffi::CString::new(s).map_err(|_| PyValueError::new_err("a path with a NUL byte"));
+    let d = cstr(&dir)?;
+    let owner = match owner {
+        Some((name, value)) => Some((cstr(&name)?, value)),
+        None => None,
+    };
+    let r = py.detach(|| crate::cgroupdir::make(&d, owner.as_ref().map(|(n, v)| (n.as_c_str(), v.as_slice())), prog));
+    Ok(match r {
+        Ok(fd) => (fd, None),
+        Err((part, errno)) => {
+            let name = match part {
+                Part::Mkdir => "mkdir",
+                Part::Open => "open",
+                Part::Attach => "attach",
+            };
+            (-1, Some((name, errno)))
+        }
+    })
+}
+
 /// Whether image layers in `dir`'s filesystem can be idmapped and stacked by an overlay
 /// (idmap::probe): None, or raises SpawnError naming the syscall and errno that refused.
 #[pyfunction]
@@ -435,6 +487,8 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySeccomp>()?;
     m.add_function(wrap_pyfunction!(compile_seccomp, m)?)?;
     m.add_function(wrap_pyfunction!(remove_entries, m)?)?;
+    m.add_function(wrap_pyfunction!(make_state_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(make_cgroup_dir, m)?)?;
     m.add_function(wrap_pyfunction!(wait_mount_ns_closed, m)?)?;
     m.add_function(wrap_pyfunction!(probe_idmap, m)?)?;
     m.add("CAPABILITIES", caps::CAPS.to_vec())?;

@@ -275,6 +275,65 @@ pub fn symlink(target: &CStr, linkpath: &CStr) -> SysResult<()> {
     check_int(unsafe { libc::symlink(target.as_ptr(), linkpath.as_ptr()) }).map(|_| ())
 }
 
+pub fn rmdir(path: &CStr) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check_int(unsafe { libc::rmdir(path.as_ptr()) }).map(|_| ())
+}
+
+pub fn unlink(path: &CStr) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    check_int(unsafe { libc::unlink(path.as_ptr()) }).map(|_| ())
+}
+
+pub fn setxattr(path: &CStr, name: &CStr, value: &[u8]) -> SysResult<()> {
+    // SAFETY: path and name are NUL-terminated; value points to value.len() bytes.
+    check_int(unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr() as *const libc::c_void, value.len(), 0) })
+        .map(|_| ())
+}
+
+/// bpf(BPF_PROG_ATTACH) of a loaded cgroup device program to the cgroup v2 directory
+/// `cgroup_fd`, with BPF_F_ALLOW_MULTI (the programs of its ancestors keep applying).
+pub fn bpf_prog_attach_device(cgroup_fd: c_int, prog_fd: c_int) -> SysResult<()> {
+    const BPF_PROG_ATTACH: libc::c_long = 8;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    const BPF_F_ALLOW_MULTI: u32 = 2;
+    #[repr(C)]
+    struct Attach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+        replace_bpf_fd: u32,
+    }
+    let attr = Attach {
+        target_fd: cgroup_fd as u32,
+        attach_bpf_fd: prog_fd as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        replace_bpf_fd: 0,
+    };
+    // SAFETY: attr is a live, initialised union bpf_attr prefix of the size given.
+    let r = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attr as *const Attach, std::mem::size_of::<Attach>())
+    };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// flock(2), retried on EINTR.
+pub fn flock(fd: c_int, how: c_int) -> SysResult<()> {
+    loop {
+        // SAFETY: flock takes any descriptor; a bad one is EBADF.
+        match check_int(unsafe { libc::flock(fd, how) }) {
+            Err(libc::EINTR) => continue,
+            r => return r.map(|_| ()),
+        }
+    }
+}
+
 pub fn chmod(path: &CStr, mode: libc::mode_t) -> SysResult<()> {
     // SAFETY: path is NUL-terminated.
     check_int(unsafe { libc::chmod(path.as_ptr(), mode) }).map(|_| ())

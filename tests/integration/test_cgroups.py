@@ -312,6 +312,32 @@ def test_a_failed_limit_write_leaves_no_cgroup():
         assert not os.path.isdir(base) or [e for e in os.listdir(base) if os.path.isdir(os.path.join(base, e))] == []
 
 
+def test_a_cgroup_directory_that_cannot_be_made_or_given_its_device_filter_leaves_nothing():
+    mgr = cgroups.manager()
+    cid = "00000000fc0ffee0"
+    first = mgr.create(cid)
+    try:
+        with pytest.raises(CgroupError, match=r"creating the cgroup .*00000000fc0ffee0 failed") as info:
+            mgr.create(cid)  # the same id again: EEXIST
+        assert info.value.errno == 17
+    finally:
+        first.remove()
+    assert not any(os.path.exists(d) for d in first.dirs.values())
+    if mgr.device_backend == "bpf":
+        # a descriptor that is no BPF program: the attach fails, and the directory goes again
+        from fastcontain import _native
+
+        d = os.path.join(mgr.parent_dir("unified"), cid)
+        r, w = os.pipe()
+        try:
+            fd, failed = _native.make_cgroup_dir(d, None, r)
+        finally:
+            os.close(r)
+            os.close(w)
+        assert fd == -1 and failed is not None and failed[0] == "attach" and failed[1] > 0
+        assert not os.path.exists(d)
+
+
 CRASH = """
 import os, sys, fastcontain
 c = fastcontain.Container.create("busybox", ["sleep", "300"], memory="64m")

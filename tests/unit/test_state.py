@@ -48,6 +48,27 @@ def test_a_given_id_must_be_16_hex(tmp_path: Path) -> None:
     s.remove()
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "os-calls"])
+def test_a_state_dir_that_cannot_be_made_whole_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    if not native:  # the os calls used without the native module
+        from fastcontain import _native
+
+        monkeypatch.delattr(_native, "make_state_dir")
+    root = str(tmp_path)
+    state.create(root).remove()  # the root made (and swept) once
+    monkeypatch.setattr(state, "_SUBDIRS", (("upper", 0o755), ("no/such/parent", 0o755)))
+    with pytest.raises(FileNotFoundError) as info:
+        state.create(root, id="00000000feedf00d")
+    assert "no/such/parent" in str(info.value)
+    assert sorted(os.listdir(root)) == ["lock", "names"]  # (the root's own)
+    monkeypatch.undo()
+    shutil.rmtree(root)  # the root removed since it was made: made again
+    with state.create(root, id="00000000feedf00d") as s:
+        assert held(s.paths.dir) and sorted(os.listdir(s.paths.dir)) == ["lock", "rootfs", "upper", "work"]
+
+
 def test_names_are_unique_and_map_to_ids(tmp_path: Path) -> None:
     root = str(tmp_path)
     with state.create(root, name="web") as s:
