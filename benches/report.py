@@ -88,7 +88,8 @@ def _spread(e: dict[str, Any]) -> str:
 def _row(name: str, e: dict[str, Any], g: Group, base: float | None, width: int, spread: int) -> str:
     flat = e.get("flatness")
     if flat is not None:
-        return (f"{name:{width}} {flat['count']} in a row: p50 {flat['p50_ms']:.2f} ms, p99 {flat['p99_ms']:.2f} ms "
+        how = f"from {flat['threads']} threads at {flat['containers_per_s']:.0f}/s" if "threads" in flat else "in a row"
+        return (f"{name:{width}} {flat['count']} {how}: p50 {flat['p50_ms']:.2f} ms, p99 {flat['p99_ms']:.2f} ms "
                 f"({flat['p99_over_p50']:.1f}x p50), max {flat.get('max_ms', 0):.1f} ms, "
                 f"first {flat['window']} {flat['first_ms']:.2f} ms, last {flat['window']} {flat['last_ms']:.2f} ms")
     m = e["median"]
