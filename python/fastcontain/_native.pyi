@@ -90,7 +90,7 @@ Errors: failures of the child's steps raise fastcontain.errors.SpawnError
 
 from typing import Any, Mapping, Sequence, final
 
-__all__ = ['spawn', 'plan_mounts', 'Child', 'SeccompProgram', 'compile_seccomp', 'remove_entries', 'make_state_dir', 'make_cgroup_dir',
+__all__ = ['spawn', 'plan_mounts', 'Child', 'SeccompProgram', 'compile_seccomp', 'remove_entries', 'make_state_dir', 'make_cgroup_dir', 'netns_peek',
            'wait_mount_ns_closed', 'probe_idmap', 'CAPABILITIES', 'STEPS']
 
 def spawn(spec: Mapping[str, Any]) -> Child:
@@ -204,6 +204,12 @@ def make_cgroup_dir(
     loaded device program `prog` (BPF_PROG_ATTACH, BPF_F_ALLOW_MULTI; negative: none).
     (fd, None), or (-1, (part, errno)) with the directory removed again, part "mkdir",
     "open" or "attach". GIL released."""
+
+def netns_peek(fd: int) -> tuple[bytes, bytes, bytes, int]:
+    """What the network namespace `fd` holds, read from inside it by one native thread
+    (setns in, then back to the process's namespace): /proc/thread-self/net/dev,
+    sockstat and sockstat6 (b"" without IPv6), and lo's flags (SIOCGIFFLAGS). Raises
+    OSError naming the step that failed. GIL released."""
 
 def remove_entries(dir: str, entries: Sequence[tuple[str, bool]]) -> bool:
     """Remove `dir`'s known entries ((relative path, is a directory), deepest first, a

@@ -13,6 +13,7 @@ pub mod errors;
 pub mod idmap;
 pub mod mount;
 pub mod namespaces;
+pub mod netpeek;
 pub mod plan;
 #[cfg(feature = "python")]
 mod py;

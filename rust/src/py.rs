@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors::{Error, SpecError, Step};
 use crate::plan;
@@ -470,6 +470,22 @@ fn make_cgroup_dir(
     })
 }
 
+/// What the network namespace `fd` holds (netpeek::peek, on the native peek thread):
+/// (dev, sockstat, sockstat6, lo's flags); sockstat6 is empty without IPv6. Raises
+/// OSError naming the step that failed. GIL released.
+#[pyfunction]
+fn netns_peek(py: Python<'_>, fd: i32) -> PyResult<(Py<PyBytes>, Py<PyBytes>, Py<PyBytes>, i32)> {
+    match py.detach(|| crate::netpeek::peek(fd)) {
+        Ok((dev, sockstat, sockstat6, flags)) => Ok((
+            PyBytes::new(py, &dev).unbind(),
+            PyBytes::new(py, &sockstat).unbind(),
+            PyBytes::new(py, &sockstat6).unbind(),
+            flags,
+        )),
+        Err((what, errno)) => Err(os_error(py, errno, &format!("reading the network namespace {fd} ({what})"))),
+    }
+}
+
 /// Whether image layers in `dir`'s filesystem can be idmapped and stacked by an overlay
 /// (idmap::probe): None, or raises SpawnError naming the syscall and errno that refused.
 #[pyfunction]
@@ -489,6 +505,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(remove_entries, m)?)?;
     m.add_function(wrap_pyfunction!(make_state_dir, m)?)?;
     m.add_function(wrap_pyfunction!(make_cgroup_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(netns_peek, m)?)?;
     m.add_function(wrap_pyfunction!(wait_mount_ns_closed, m)?)?;
     m.add_function(wrap_pyfunction!(probe_idmap, m)?)?;
     m.add("CAPABILITIES", caps::CAPS.to_vec())?;

@@ -568,6 +568,42 @@ pub fn reset_signal_dispositions() {
     }
 }
 
+/// The flags of the interface `name` in the current network namespace (SIOCGIFFLAGS,
+/// through an AF_UNIX socket: it is no TCP or UDP socket of the namespace's counts).
+pub fn interface_flags(name: &CStr) -> SysResult<i32> {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+    let bytes = name.to_bytes();
+    if bytes.len() >= 16 {
+        return Err(libc::EINVAL);
+    }
+    let mut req = IfReq { name: [0; 16], flags: 0, _pad: [0; 22] };
+    req.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: a datagram socket, and an ioctl that fills a live ifreq of the kernel's size.
+    unsafe {
+        let fd = check_int(libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
+        let r = check_int(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req as *mut IfReq));
+        libc::close(fd);
+        r?;
+    }
+    Ok(req.flags as u16 as i32)
+}
+
+/// read(2) once into `buf`; the count read.
+pub fn read(fd: c_int, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: buf is writable for buf.len() bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut c_void, buf.len()) };
+    if n < 0 {
+        Err(errno())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Bring `lo` up in the current network namespace with two ioctls.
 pub fn loopback_up() -> SysResult<()> {
     #[repr(C)]

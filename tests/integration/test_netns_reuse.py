@@ -218,3 +218,33 @@ def test_a_low_reserve_gets_namespaces_made_ahead(monkeypatch: pytest.MonkeyPatc
     assert (stats["made"] - made, stats["taken"] - taken) == (netns.REFILL_LOW + 2, 2)
     assert len(reserved_inodes()) == netns.REFILL_LOW
     netns.drain()
+
+
+def test_the_native_peek_and_the_netns_thread_see_the_same() -> None:
+    from fastcontain import _native
+
+    quiet = netns.loopback()  # lo up, nothing in it
+
+    def lo_down() -> int:  # on the netns thread: a namespace left as unshare makes it
+        netns._check(netns._libc.unshare(netns.CLONE_NEWNET), "unshare")
+        return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+    down = netns._in_thread(lo_down)
+    try:
+        for fd, expect in ((quiet, None), (down, "lo")):
+            native = netns._judge(*_native.netns_peek(fd))
+            thread = netns._in_thread(lambda: netns._quiet_here(fd))
+            assert native == thread and (native is None if expect is None else expect in native), (native, thread)
+        assert netns._quiet(quiet) is None
+        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with pytest.raises(OSError, match="setns"):
+                _native.netns_peek(null)  # no namespace
+        finally:
+            os.close(null)
+        # the peek thread went home each time: this process's namespace is what it was
+        assert netns._judge(*_native.netns_peek(quiet)) is None
+        assert os.stat("/proc/self/ns/net").st_ino == netns._own_netns()
+    finally:
+        os.close(quiet)
+        os.close(down)

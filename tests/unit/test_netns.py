@@ -211,7 +211,7 @@ class FakeChild:
 def test_a_keeper_takes_from_the_reserve_and_gives_back_after_the_reap(monkeypatch: pytest.MonkeyPatch) -> None:
     deferred: list[Any] = []
     monkeypatch.setattr("fastcontain.teardown.try_defer", lambda fn, what: deferred.append(fn) or True)
-    monkeypatch.setattr(netns, "_in_thread", lambda fn: None)  # the namespace is quiet
+    monkeypatch.setattr(netns, "_quiet", lambda fd: None)  # the namespace is quiet
     monkeypatch.setattr(netns, "_reserve", netns._Reserve(4))
     fd = _fds(1)[0]
     netns._reserve.give(fd)
@@ -246,7 +246,7 @@ def test_a_keeper_closes_what_may_not_go_back(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_namespace_that_is_not_quiet_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(netns, "_in_thread", lambda fn: "sockets: TCP tw 1")
+    monkeypatch.setattr(netns, "_quiet", lambda fd: "sockets: TCP tw 1")
     monkeypatch.setattr(netns, "_reserve", netns._Reserve(4))
     fd = _fds(1)[0]
     netns._recycle(fd, Config(image="busybox"), spec())
