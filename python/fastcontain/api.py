@@ -381,8 +381,9 @@ def _run(
     netns_fd: int | None = None,
     network: _net.Attachment | None = None,
 ) -> Result:
-    """run() of a validated config; `state`, `cgroup`, `netns_fd`, `network`: made ahead (Pool), owned from here."""
-    with ExitStack() as owned:
+    """run() of a validated config; `state`, `cgroup`, `netns_fd`, `network`: made ahead (Pool), owned from here.
+    What it leaves for the teardown worker goes there as one item (teardown.batch)."""
+    with _teardown.batch(), ExitStack() as owned:
         _adopt(owned, state, cgroup, netns_fd, defer=True, network=network)
         return _run_owned(
             config, stdin=stdin, input=input, stdout=stdout, stderr=stderr, capture_output=capture_output,

@@ -16,6 +16,8 @@ import os
 import queue
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable
 
 from .errors import FastcontainError
@@ -105,6 +107,9 @@ class _Worker:
     def pending(self) -> int:
         return self._unfinished
 
+    def full(self) -> bool:
+        return self._queued >= self._bound
+
     def flush(self) -> None:
         if self._thread is not None and self._pid == os.getpid():
             with self._lock:
@@ -145,14 +150,58 @@ def _wait_mount_ns_closed() -> None:
         wait()
 
 
+_batches = threading.local()
+
+
+@contextmanager
+def batch() -> Iterator[None]:
+    """What this thread defers inside goes to the worker as one item when the outermost
+    batch ends, in the order deferred: one wake-up of the worker, one hand-over of the
+    GIL to it and one wait for the held mount namespaces, where a run() made three
+    (its network namespace's check, its cgroup, its state dir). A failure of one does
+    not stop the others; each is reported by flush() under its own name."""
+    if getattr(_batches, "items", None) is not None:  # nested: the outermost submits
+        yield
+        return
+    items: list[tuple[Callable[[], None], str]] = []
+    _batches.items = items
+    try:
+        yield
+    finally:
+        _batches.items = None
+        if len(items) == 1:
+            _worker.defer(*items[0])
+        elif items:
+            _worker.defer(lambda: _run_all(items), "; ".join(what for _, what in items))
+
+
+def _run_all(items: list[tuple[Callable[[], None], str]]) -> None:
+    for fn, what in items:
+        try:
+            fn()
+        except BaseException as e:  # kept for flush(), as the worker keeps its items'
+            _worker._errors.append(f"{what}: {e}")
+
+
 def defer(fn: Callable[[], None], what: str = "teardown") -> None:
-    """Run `fn` on the teardown worker; blocks while the queue is full."""
+    """Run `fn` on the teardown worker; blocks while the queue is full (in a batch():
+    once the batch ends)."""
+    items = getattr(_batches, "items", None)
+    if items is not None:
+        items.append((fn, what))
+        return
     _worker.defer(fn, what)
 
 
 def try_defer(fn: Callable[[], None], what: str = "background work") -> bool:
     """defer(), unless the queue is full: then nothing is queued and False (for work
     that may be skipped, such as checking a network namespace for reuse: netns.py)."""
+    items = getattr(_batches, "items", None)
+    if items is not None:
+        if _worker.full():
+            return False
+        items.append((fn, what))
+        return True
     return _worker.try_defer(fn, what)
 
 

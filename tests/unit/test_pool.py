@@ -163,6 +163,33 @@ def test_the_teardown_queue_is_bounded_and_flush_reports_failures(monkeypatch: p
     worker.flush()  # reported once
 
 
+def test_a_batch_goes_to_the_worker_as_one_item_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = teardown._Worker(2)
+    monkeypatch.setattr(teardown, "_worker", worker)
+    gate = threading.Event()
+    worker.defer(gate.wait, "blocker")  # nothing runs until the gate opens
+    done: list[str] = []
+
+    def broken() -> None:
+        raise OSError(16, "Device or resource busy", "/x/cgroup")
+
+    with teardown.batch():
+        teardown.defer(lambda: done.append("netns"), "checking a namespace")
+        with teardown.batch():  # nested: the outermost submits
+            teardown.defer(broken, "removing the cgroup /x/cgroup")
+        assert teardown.try_defer(lambda: done.append("state"), "removing /x") is True
+        assert worker.pending() == 1  # the blocker alone so far
+    assert worker.pending() == 2  # the batch: one item
+    with teardown.batch():  # the queue is full now (a bound of 2): try_defer refuses at once
+        assert teardown.try_defer(lambda: done.append("never"), "optional") is False
+    gate.set()
+    with pytest.raises(teardown.TeardownError) as info:
+        worker.flush()
+    assert done == ["netns", "state"]  # in order, the failure stopped nothing
+    assert "removing the cgroup /x/cgroup: " in str(info.value) and "Device or resource busy" in str(info.value)
+    assert "checking a namespace" not in str(info.value)
+
+
 def test_refill_threads_is_checked(fake: Any, root: Path) -> None:
     for bad in (0, -1, True, 1.5):
         with pytest.raises(ConfigError, match="refill_threads"):
