@@ -41,8 +41,9 @@ _ready: set[str] = set()  # roots made and swept by this process
 
 
 def default_root() -> str:
-    if os.environ.get("FASTCONTAIN_ROOT"):
-        return os.environ["FASTCONTAIN_ROOT"]
+    root = os.environ.get("FASTCONTAIN_ROOT")
+    if root:
+        return root
     if os.geteuid() != 0:  # rootless: the user's own (rootless.py)
         from . import rootless
 

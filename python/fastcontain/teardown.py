@@ -16,8 +16,6 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Callable
 
 from .errors import FastcontainError
@@ -153,21 +151,26 @@ def _wait_mount_ns_closed() -> None:
 _batches = threading.local()
 
 
-@contextmanager
-def batch() -> Iterator[None]:
+class batch:
     """What this thread defers inside goes to the worker as one item when the outermost
     batch ends, in the order deferred: one wake-up of the worker, one hand-over of the
     GIL to it and one wait for the held mount namespaces, where a run() made three
     (its network namespace's check, its cgroup, its state dir). A failure of one does
-    not stop the others; each is reported by flush() under its own name."""
-    if getattr(_batches, "items", None) is not None:  # nested: the outermost submits
-        yield
-        return
-    items: list[tuple[Callable[[], None], str]] = []
-    _batches.items = items
-    try:
-        yield
-    finally:
+    not stop the others; each is reported by flush() under its own name. (A class, not
+    a generator: it is on every run()'s path.)"""
+
+    __slots__ = ("_items",)
+
+    def __enter__(self) -> None:
+        if getattr(_batches, "items", None) is not None:  # nested: the outermost submits
+            self._items: list[tuple[Callable[[], None], str]] | None = None
+            return
+        self._items = _batches.items = []
+
+    def __exit__(self, *exc: object) -> None:
+        items = self._items
+        if items is None:
+            return
         _batches.items = None
         if len(items) == 1:
             _worker.defer(*items[0])

@@ -181,7 +181,7 @@ class _GcHold:
     def __init__(self, store: str) -> None:
         self.fd = -1
         path = os.path.join(store, "gc.lock")
-        if os.path.isdir(os.path.join(store, "layers")):  # a store with layers (else nothing to hold)
+        if os.access(os.path.join(store, "layers"), os.F_OK):  # a store with layers (else nothing to hold)
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(self.fd, fcntl.LOCK_SH)
 

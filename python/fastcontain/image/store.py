@@ -43,8 +43,9 @@ HOST_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 
 
 def default_store() -> str:
-    if os.environ.get("FASTCONTAIN_STORE"):
-        return os.environ["FASTCONTAIN_STORE"]
+    store = os.environ.get("FASTCONTAIN_STORE")
+    if store:
+        return store
     if os.geteuid() != 0:  # rootless: the user's own, as podman's (rootless.py)
         from ..rootless import data_home
 
