@@ -103,6 +103,8 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "{w}/events.log"
 tmp_dir = "{w}/libpod-tmp"
+# file locks in tmp_dir/locks: the default shm ones are /dev/shm/libpod_lock, left on the host
+lock_type = "file"
 """)
     (w / "storage.conf").write_text(f"""
 [storage]
@@ -114,6 +116,7 @@ graphroot = "{w}/graphroot"
                XDG_RUNTIME_DIR=str(w / "xdg-run"), XDG_CONFIG_HOME=str(w / "xdg-config"),
                XDG_DATA_HOME=str(w / "xdg-data"))
     os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700)
+    shm_before = set(os.listdir("/dev/shm"))
     p = Podman(env, "", "")
     pulled = p("pull", "-q", f"oci:{layout}:latest", check=True)
     p.image = pulled.stdout.strip().splitlines()[-1]
@@ -123,6 +126,8 @@ graphroot = "{w}/graphroot"
         p("rm", "-fa")
         p("rmi", "-af")
         subprocess.run(["podman", "system", "reset", "-f"], env=env, capture_output=True, timeout=LIMIT)
+        left = {e for e in set(os.listdir("/dev/shm")) - shm_before if e.startswith("libpod")}
+        assert not left, f"podman left {left} in /dev/shm (its locks belong in tmp_dir: lock_type)"
 
 
 @pytest.fixture
