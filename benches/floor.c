@@ -2,8 +2,9 @@
  *
  * Per container, the same objects fastcontain makes, in the same order:
  *   state dir <root>/<n>/{upper,work,rootfs}
- *   [cgroups: mkdir + open of <v2>/<n> (CLONE_INTO_CGROUP), mkdir of <v1 ctrl>/<n> + a
- *    memory/pids limit each, the child joining them itself by writing 0 to cgroup.procs]
+ *   [cgroups: mkdir + open of <v2>/<n> (CLONE_INTO_CGROUP) with the device program
+ *    attached (--device-bpf: loaded once), mkdir of <v1 ctrl>/<n> + a memory/pids limit
+ *    each, the child joining them itself by writing 0 to cgroup.procs]
  *   clone3(CLONE_NEWNS|NEWPID|NEWUTS|NEWIPC|NEWNET|NEWCGROUP|PIDFD[|INTO_CGROUP])
  *   [--hold-mnt: the child's mount namespace taken through its pidfd (Linux 6.11)]
  *   child: [--reuse-netns: setns into the server's one network namespace, made once with
@@ -30,7 +31,9 @@
  * the cgroup2 hierarchy), --cgroup-v1 DIR (a parent v1 cgroup, repeatable: memory, pids),
  * --mask PATH and --ro PATH (repeatable: absolute container paths), --caps HEX (kept set),
  * --seccomp FILE (repeatable: a struct sock_filter array, loaded in order last before execve,
- * as fastcontain loads its compiled profile after no_new_privs).
+ * as fastcontain loads its compiled profile after no_new_privs), --device-bpf FILE (the
+ * instructions of a BPF_PROG_TYPE_CGROUP_DEVICE program, attached to each v2 cgroup as
+ * fastcontain attaches its device policy's).
  *
  * Step times come from the child through a MAP_SHARED page: clock_gettime is vDSO.
  */
@@ -40,6 +43,7 @@
 #include <linux/capability.h>
 #include <linux/mount.h>
 #include <linux/filter.h>
+#include <linux/bpf.h>
 #include <sched.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
@@ -87,6 +91,7 @@ static int nfilters = 0;
 static volatile uint64_t *shared; /* child's timestamps */
 static int reuse_netns = -1; /* --reuse-netns: the one network namespace, lo up */
 static int hold_mnt = 0;     /* --hold-mnt */
+static int device_prog = -1; /* --device-bpf: the loaded program */
 
 static uint64_t now(void) {
     struct timespec ts;
@@ -286,6 +291,17 @@ static int one(unsigned long n, char **argv, int quiet, uint64_t *t, char *msg, 
         if (mkdir(p, 0755) < 0 || (cgfd = open(p, O_DIRECTORY | O_RDONLY | O_CLOEXEC)) < 0) {
             snprintf(msg, msglen, "cgroup %s: %s", p, strerror(errno)); return -1000;
         }
+        if (device_prog >= 0) {
+            union bpf_attr a;
+            memset(&a, 0, sizeof a);
+            a.target_fd = cgfd;
+            a.attach_bpf_fd = device_prog;
+            a.attach_type = BPF_CGROUP_DEVICE;
+            a.attach_flags = BPF_F_ALLOW_MULTI;
+            if (syscall(SYS_bpf, BPF_PROG_ATTACH, &a, sizeof a) < 0) {
+                snprintf(msg, msglen, "BPF_PROG_ATTACH to %s: %s", p, strerror(errno)); close(cgfd); rmdir(p); return -1000;
+            }
+        }
     }
     for (int i = 0; i < ncg1; i++) {
         snprintf(p, sizeof p, "%s/floor-%d-%lu", cg1[i], (int)getpid(), n);
@@ -349,6 +365,24 @@ static int one(unsigned long n, char **argv, int quiet, uint64_t *t, char *msg, 
     return info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
 }
 
+/* The device program from a file of struct bpf_insn, loaded once. */
+static int load_device_prog(const char *path) {
+    static struct bpf_insn insns[4096];
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t n = fread(insns, sizeof(struct bpf_insn), 4096, f);
+    fclose(f);
+    if (n == 0) return -1;
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    a.insns = (uint64_t)(uintptr_t)insns;
+    a.insn_cnt = (uint32_t)n;
+    a.license = (uint64_t)(uintptr_t)"Apache-2.0";
+    a.expected_attach_type = BPF_CGROUP_DEVICE;
+    return (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+}
+
 /* A seccomp filter from a file of struct sock_filter (read once, before any container). */
 static int read_filter(const char *path) {
     if (nfilters == 8) return -1;
@@ -376,6 +410,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--caps") && i + 1 < argc) { caps_keep = strtoull(argv[++i], NULL, 16); caps_given = 1; }
         else if (!strcmp(argv[i], "--seccomp") && i + 1 < argc) {
             if (read_filter(argv[++i]) < 0) { fprintf(stderr, "floor: cannot read the filter %s\n", argv[i]); return 2; }
+        }
+        else if (!strcmp(argv[i], "--device-bpf") && i + 1 < argc) {
+            if ((device_prog = load_device_prog(argv[++i])) < 0) {
+                fprintf(stderr, "floor: cannot load the device program %s: %s\n", argv[i], strerror(errno)); return 2;
+            }
         }
         else if (!strcmp(argv[i], "--reuse-netns")) reuse_netns = 0;
         else if (!strcmp(argv[i], "--hold-mnt")) hold_mnt = 1;

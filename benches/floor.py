@@ -81,7 +81,8 @@ def fastcontain_cgroups() -> list[str]:
 
 def security_args(workdir: Path) -> list[str]:
     """fastcontain's default security work, for the floor to do the same: its masked and
-    read-only paths, its kept capabilities and its seccomp filters (written into workdir)."""
+    read-only paths, its kept capabilities, its seccomp filters and its device program (written
+    into workdir)."""
     try:
         from fastcontain import security
     except ImportError:
@@ -97,6 +98,15 @@ def security_args(workdir: Path) -> list[str]:
         args += ["--mask", p]
     for p in getattr(security, "READONLY_PATHS", ()):
         args += ["--ro", p]
+    try:  # the device policy's program, as fastcontain attaches to each container's v2 cgroup
+        from fastcontain import cgroups, devices
+    except ImportError:
+        pass
+    else:
+        if cgroups.manager().device_backend == "bpf":
+            path = workdir / "devices.bpf"
+            path.write_bytes(devices.DEFAULT_POLICY.program())
+            args += ["--device-bpf", str(path)]
     if hasattr(security, "capabilities"):
         keep = set(security.capabilities())
         mask = sum(1 << i for i, c in enumerate(security.ALL_CAPS) if c in keep)
