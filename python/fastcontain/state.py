@@ -70,7 +70,8 @@ class Paths:
     def __init__(self, root: str, id: str) -> None:
         object.__setattr__(self, "root", root)
         object.__setattr__(self, "id", id)
-        object.__setattr__(self, "dir", os.path.join(root, id))
+        # os.path.join(root, id), spelled out (it is on every run's path)
+        object.__setattr__(self, "dir", id if id.startswith("/") else (root + id if root.endswith("/") else f"{root}/{id}"))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Paths is frozen: cannot set {name}")
@@ -86,31 +87,31 @@ class Paths:
 
     @property
     def upper(self) -> str:
-        return os.path.join(self.dir, "upper")
+        return f"{self.dir}/upper" if not self.dir.endswith("/") else self.dir + "upper"
 
     @property
     def work(self) -> str:
-        return os.path.join(self.dir, "work")
+        return f"{self.dir}/work" if not self.dir.endswith("/") else self.dir + "work"
 
     @property
     def rootfs(self) -> str:
-        return os.path.join(self.dir, "rootfs")
+        return f"{self.dir}/rootfs" if not self.dir.endswith("/") else self.dir + "rootfs"
 
     @property
     def stdout_log(self) -> str:
-        return os.path.join(self.dir, "stdout.log")
+        return f"{self.dir}/stdout.log" if not self.dir.endswith("/") else self.dir + "stdout.log"
 
     @property
     def stderr_log(self) -> str:
-        return os.path.join(self.dir, "stderr.log")
+        return f"{self.dir}/stderr.log" if not self.dir.endswith("/") else self.dir + "stderr.log"
 
     @property
     def lock(self) -> str:
-        return os.path.join(self.dir, "lock")
+        return f"{self.dir}/lock" if not self.dir.endswith("/") else self.dir + "lock"
 
     @property
     def record(self) -> str:
-        return os.path.join(self.dir, "state.json")
+        return f"{self.dir}/state.json" if not self.dir.endswith("/") else self.dir + "state.json"
 
     @property
     def record_lock(self) -> str:
@@ -341,8 +342,8 @@ def _locked_dir(paths: Paths, subdirs: tuple[tuple[str, int], ...]) -> tuple[int
         make = None
     if make is not None:
         try:
-            lock_fd, failed = make(os.path.join(paths.root, "lock"), paths.dir, paths.lock,
-                                   [(os.path.join(paths.dir, sub), mode) for sub, mode in subdirs])
+            d = paths.dir
+            lock_fd, failed = make(os.path.join(paths.root, "lock"), d, paths.lock, [(f"{d}/{sub}", mode) for sub, mode in subdirs])
         except FileExistsError:
             raise ContainerError(f"a container with id {paths.id} already exists") from None
         return lock_fd, (OSError(failed[0], os.strerror(failed[0]), failed[1]) if failed else None)
