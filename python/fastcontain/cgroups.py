@@ -36,6 +36,7 @@ from typing import NamedTuple, cast
 
 from . import cgroupdir as _cgroupdir
 from . import devices as _devices
+from . import nativefn as _nativefn
 from .errors import CgroupError, ConfigError
 
 __all__ = [
@@ -49,26 +50,11 @@ V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "blkio", "devices")
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum
 OWNER_XATTR = "trusted.fastcontain.owner"  # the owning container's state dir
-_MAKE_FAILED = {  # the parts of _native.make_cgroup_dir, as the Python path words them
+_MAKE_FAILED = {  # what failed in making a cgroup v2 directory (_native.make_cgroup_dir's parts)
     "mkdir": "creating the cgroup {} failed",
     "open": "opening the cgroup {} failed",
     "attach": "attaching the device filter to the cgroup {} (BPF_PROG_ATTACH, BPF_CGROUP_DEVICE) failed",
 }
-_MakeDir = Callable[[str, "tuple[str, bytes] | None", int], "tuple[int, tuple[str, int] | None]"]
-_make_dir_fn: list[_MakeDir | None] = []  # found on first use: importing the native module costs every CLI call
-
-
-def _make_dir() -> _MakeDir | None:
-    """_native.make_cgroup_dir (a cgroup v2 directory in one native call, the GIL released
-    once), or None without the native module (os calls then)."""
-    if not _make_dir_fn:
-        try:
-            from ._native import make_cgroup_dir
-        except ImportError:
-            _make_dir_fn.append(None)
-        else:
-            _make_dir_fn.append(make_cgroup_dir)
-    return _make_dir_fn[0]
 _ID = re.compile(r"[0-9a-f]{16}\Z")
 
 
@@ -791,7 +777,7 @@ class Manager:
         parents = [self.parent_dir(k) for k in keys]
         cg = Cgroup(self, cid)
         program = self.device_backend == "bpf" and not res.device_policy.allows_all
-        make_dir = _make_dir()
+        make_dir = _nativefn.get("make_cgroup_dir")
         try:
             for key, parent in zip(keys, parents):
                 d = os.path.join(parent, cid)
@@ -806,7 +792,7 @@ class Manager:
                 try:
                     os.mkdir(d)
                 except OSError as e:
-                    raise CgroupError(f"creating the cgroup {d} failed", path=d, errno=e.errno or 0) from None
+                    raise CgroupError(_MAKE_FAILED["mkdir"].format(d), path=d, errno=e.errno or 0) from None
                 cg.dirs[key] = d
                 if owner is not None:
                     try:
@@ -831,7 +817,7 @@ class Manager:
                 try:
                     cg.fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 except OSError as e:
-                    raise CgroupError(f"opening the cgroup {d} failed", path=d, errno=e.errno or 0) from None
+                    raise CgroupError(_MAKE_FAILED["open"].format(d), path=d, errno=e.errno or 0) from None
                 if self.device_backend == "bpf" and not res.device_policy.allows_all:
                     _devices.attach(res.device_policy, cg.fd, d)  # before the child is born in it
         except BaseException:

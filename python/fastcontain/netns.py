@@ -36,6 +36,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from . import teardown as _teardown
+from . import nativefn as _nativefn
 from .errors import FastcontainError
 
 CLONE_NEWNET = 0x40000000
@@ -480,11 +481,8 @@ def _quiet_here(fd: int) -> str | None:
 def _quiet(fd: int) -> str | None:
     """quiet_reason of the namespace `fd`: read by the native peek thread (the GIL free
     meanwhile: no hop through this module's thread), else on this module's thread."""
-    try:
-        from . import _native
-
-        peek = _native.netns_peek
-    except (ImportError, AttributeError):  # no native module (the unit tests' stand-in)
+    peek = _nativefn.get("netns_peek")
+    if peek is None:
         return _in_thread(lambda: _quiet_here(fd))
     return _judge(*peek(fd))
 

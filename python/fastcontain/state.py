@@ -30,6 +30,7 @@ TYPE_CHECKING = False  # typing and shutil are not imported at run time (fastcon
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
+from . import nativefn as _nativefn
 from .errors import ConfigError, ContainerError
 
 DEFAULT_ROOT = "/run/fastcontain"
@@ -70,7 +71,7 @@ class Paths:
     def __init__(self, root: str, id: str) -> None:
         object.__setattr__(self, "root", root)
         object.__setattr__(self, "id", id)
-        # os.path.join(root, id), spelled out (it is on every run's path)
+        # os.path.join(root, id) spelled out, as its files below (on every run's path)
         object.__setattr__(self, "dir", id if id.startswith("/") else (root + id if root.endswith("/") else f"{root}/{id}"))
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -87,31 +88,31 @@ class Paths:
 
     @property
     def upper(self) -> str:
-        return f"{self.dir}/upper" if not self.dir.endswith("/") else self.dir + "upper"
+        return f"{self.dir}/upper"
 
     @property
     def work(self) -> str:
-        return f"{self.dir}/work" if not self.dir.endswith("/") else self.dir + "work"
+        return f"{self.dir}/work"
 
     @property
     def rootfs(self) -> str:
-        return f"{self.dir}/rootfs" if not self.dir.endswith("/") else self.dir + "rootfs"
+        return f"{self.dir}/rootfs"
 
     @property
     def stdout_log(self) -> str:
-        return f"{self.dir}/stdout.log" if not self.dir.endswith("/") else self.dir + "stdout.log"
+        return f"{self.dir}/stdout.log"
 
     @property
     def stderr_log(self) -> str:
-        return f"{self.dir}/stderr.log" if not self.dir.endswith("/") else self.dir + "stderr.log"
+        return f"{self.dir}/stderr.log"
 
     @property
     def lock(self) -> str:
-        return f"{self.dir}/lock" if not self.dir.endswith("/") else self.dir + "lock"
+        return f"{self.dir}/lock"
 
     @property
     def record(self) -> str:
-        return f"{self.dir}/state.json" if not self.dir.endswith("/") else self.dir + "state.json"
+        return f"{self.dir}/state.json"
 
     @property
     def record_lock(self) -> str:
@@ -157,11 +158,8 @@ def _remove_known_shape(path: str) -> bool:
     fifth of rmtree's syscalls), natively with the GIL released (the teardown worker
     would otherwise take it from the threads starting containers at each syscall);
     False, leaving the rest to rmtree, when it has more."""
-    try:
-        from . import _native
-
-        remove = _native.remove_entries
-    except (ImportError, AttributeError):  # no native module (some unit tests): rmtree does it all
+    remove = _nativefn.get("remove_entries")
+    if remove is None:  # (some unit tests): rmtree does it all
         return False
     try:
         return remove(path, _SHAPE)
@@ -334,12 +332,7 @@ def _locked_dir(paths: Paths, subdirs: tuple[tuple[str, int], ...]) -> tuple[int
     fd, and the error of a subdir that could not be made (the dir is the caller's to
     remove then). Natively, in one call with the GIL released, where it can (a dozen
     syscalls that from Python each hand the GIL to a thread starting another container)."""
-    try:
-        from . import _native
-
-        make = _native.make_state_dir
-    except (ImportError, AttributeError):  # no native module (some unit tests)
-        make = None
+    make = _nativefn.get("make_state_dir")
     if make is not None:
         try:
             d = paths.dir

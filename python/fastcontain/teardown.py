@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Callable
 
+from . import nativefn as _nativefn
 from .errors import FastcontainError
 
 MAX_PENDING = int(os.environ.get("FASTCONTAIN_TEARDOWN_QUEUE", "64"))
@@ -139,11 +140,7 @@ def _wait_mount_ns_closed() -> None:
     """Wait for the mount namespaces that finished containers held (spec hold_mount_ns,
     closed on a native thread: their teardown, the overlay's unmount above all, happens
     off the caller's path) to be gone; at once when there are none."""
-    try:
-        from . import _native
-    except ImportError:  # no native module: nothing was held
-        return
-    wait = getattr(_native, "wait_mount_ns_closed", None)  # absent from the unit tests' stand-in
+    wait = _nativefn.get("wait_mount_ns_closed")  # none: nothing was held
     if wait is not None:
         wait()
 

@@ -728,9 +728,10 @@ impl OpsCache {
         spec.mounts.is_empty() && spec.device_nodes.is_empty() && spec.userns.is_none()
     }
 
-    fn get(&self, spec: &Spec, ns_flags: u64) -> Result<(Arc<Vec<Op>>, Arc<Notes>), SpecError> {
+    /// The steps for `spec`, from the cache where they can be (else built with `rootfs`'s host paths).
+    fn get(&self, spec: &Spec, ns_flags: u64, rootfs: &str) -> Result<(Arc<Vec<Op>>, Arc<Notes>), SpecError> {
         if !Self::cacheable(spec) {
-            return build_ops(spec, ns_flags, spec.rootfs.trim_end_matches('/'));
+            return build_ops(spec, ns_flags, rootfs);
         }
         let now = std::time::Instant::now();
         {
@@ -838,7 +839,7 @@ fn build_with(spec: &Spec, cache: bool) -> Result<(Plan, Describe), SpecError> {
     if !spec.cwd.starts_with('/') {
         return Err(SpecError::new("cwd", spec.cwd.clone(), "must be an absolute path inside the container"));
     }
-    let (ops, notes) = if cache { OPS.get(spec, ns_flags)? } else { build_ops(spec, ns_flags, &rootfs)? };
+    let (ops, notes) = if cache { OPS.get(spec, ns_flags, &rootfs)? } else { build_ops(spec, ns_flags, &rootfs)? };
     d.ops = notes;
 
     let argv: Vec<CString> = spec

@@ -537,11 +537,13 @@ fn finish(
         // it) or at its exit; a step that failed wrote its record before _exit. So an
         // empty pipe now means it exec'd: no wait for the exec's end to close the pipe
         // (~100 us of every run on a busy host: the exec finishes on its CPU meanwhile).
-        let pending = st.err_r.as_ref().is_none_or(|r| !vforked || first.is_some() || sys::poll_readable(r.as_raw_fd(), 0).unwrap_or(true));
-        if pending {
-            child.read_status(&mut st, first)?;
-        } else {
+        let execing = vforked
+            && first.is_none()
+            && st.err_r.as_ref().is_some_and(|r| !sys::poll_readable(r.as_raw_fd(), 0).unwrap_or(true));
+        if execing {
             st.err_r = None;
+        } else {
+            child.read_status(&mut st, first)?;
         }
         st.timings.setup = elapsed_ns(t_setup);
     }
